@@ -1,0 +1,44 @@
+"""cnnlab: run the classic CNN-on-CIFAR-10 study from YAML configs.
+
+Notebook use::
+
+    import cnnlab
+    config = cnnlab.load_config("configs/best.yaml", ["train.epochs=5"])
+    run = cnnlab.train(config)
+    run.metrics["test_accuracy"]
+
+TensorFlow is imported only when training or building a model, so that loading
+and validating a config stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from cnnlab.config import Config, load_config  # noqa: E402
+from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError  # noqa: E402
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from cnnlab.runs import Run
+
+
+def train(config: Config, out_dir: str | Path | None = None, **kwargs: Any) -> Run:
+    """Train a config and write its run folder (see :func:`cnnlab.training.train`)."""
+    from cnnlab.training import train as _train
+
+    return _train(config, out_dir, **kwargs)
+
+
+def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
+    """Recompute a finished run's test metrics (see :func:`cnnlab.training.evaluate_run`)."""
+    from cnnlab.training import evaluate_run
+
+    return evaluate_run(run_dir, **kwargs)
+
+
+__all__ = ["CnnlabError", "Config", "ConfigError", "DataError", "RunError", "evaluate",
+           "load_config", "train", "__version__"]

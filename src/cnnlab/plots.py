@@ -1,0 +1,71 @@
+"""Figures of a run: learning curves and the confusion matrix (matplotlib, Agg; no training)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str,
+                best_epoch: int | None = None, overfit_epoch: int | None = None) -> None:
+    """Loss and accuracy per epoch, training vs validation, with the best and
+    over-fitting epochs marked."""
+    epochs = [int(r["epoch"]) for r in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric, label in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        ax.plot(epochs, [r[metric] for r in history], "o-", ms=3, label=f"train {metric}")
+        ax.plot(epochs, [r[f"val_{metric}"] for r in history], "s-", ms=3,
+                label=f"validation {metric}")
+        if best_epoch:
+            ax.axvline(best_epoch, color="green", ls="--", lw=1,
+                       label=f"best val. accuracy (epoch {best_epoch})")
+        if overfit_epoch:
+            ax.axvline(overfit_epoch, color="red", ls=":", lw=1.2,
+                       label=f"over-fitting starts (epoch {overfit_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        if len(epochs) <= 30:
+            ax.set_xticks(epochs)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path,
+                          title: str) -> None:
+    """Counts per (true, predicted) class, with row-normalized shading and class names."""
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    size = max(5.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
+    _save(fig, path)

@@ -1,0 +1,138 @@
+"""The run-folder format: creating a run folder, atomic writes, reading a finished run back.
+
+A finished run folder holds ``config.yaml`` (resolved config), ``history.csv``
+(one row per epoch), ``metrics.json`` (results, data record, versions; written
+last, so its presence marks the run as finished), ``model.keras`` (best
+checkpoint), ``summary.txt`` (layer table), ``curves.png`` and
+``confusion_matrix.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cnnlab.errors import RunError
+
+HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                   "epoch_s", "train_s", "val_s", "ms_per_step"]
+FINISHED_STATUSES = ("finished", "diverged", "early_stopped")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a text file so that a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore",
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, buffer.getvalue())
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def check_out_dir(out: str | Path) -> Path:
+    """``out`` as a Path; RunError if it already holds anything (runs are never overwritten)."""
+    path = Path(out)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunError(f"--out {path}: already exists and is not empty; "
+                       "choose a new folder or delete this one")
+    return path
+
+
+def new_run_dir(out: str | Path | None, name: str, root: str | Path = "outputs") -> Path:
+    """Create the run folder: ``out`` if given (must not hold files), else
+    ``<root>/<name>-<timestamp>`` with a numeric suffix if taken. Never overwrites."""
+    if out is not None:
+        path = check_out_dir(out)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    for suffix in range(1, 1000):
+        path = base if suffix == 1 else base.with_name(f"{base.name}-{suffix}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RunError(f"{base}: too many runs with this name and time; use --out")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished run, as read back from its folder."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / "model.keras"
+
+    @property
+    def status(self) -> str:
+        return str(self.metrics.get("status", "unknown"))
+
+
+def read_run(path: str | Path) -> Run:
+    """Read a finished run folder; RunError if it is missing or not finished."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: no such run folder; give a folder written by 'cnnlab train'")
+    metrics_file = path / "metrics.json"
+    if not metrics_file.exists() or not (path / "config.yaml").exists():
+        raise RunError(f"{path}: not a finished run (no metrics.json or config.yaml); "
+                       "train it with 'cnnlab train' first")
+    try:
+        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise RunError(f"{path}: damaged run record ({exc}); train the run again") from None
+    history_file = path / "history.csv"
+    history = read_csv(history_file) if history_file.exists() else []
+    return Run(path=path, config=config, metrics=metrics, history=history)

@@ -1,0 +1,262 @@
+"""Training one config into a run folder, and re-evaluating a finished run.
+
+``train(config)`` reads top to bottom: data -> model -> fit with the timing,
+checkpoint and early-stopping callbacks -> test evaluation of the best
+checkpoint -> run folder (history, metrics, plots). ``evaluate_run(run_dir)``
+reloads the best model and recomputes the test metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnlab import __version__, analysis, plots, runs
+from cnnlab.config import Config, TrainConfig, config_from_dict
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.errors import RunError
+from cnnlab.model import build_model, format_layer_table, trainable_params
+from cnnlab.tf import keras, tf
+from cnnlab.timing import EpochTimer
+
+Log = Callable[[str], None]
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during training; the run folder holds the history so far."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"training interrupted; history so far kept in {run_dir}")
+        self.run_dir = run_dir
+
+
+def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
+    if cfg.optimizer in ("sgd", "sgd_momentum"):
+        return keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=cfg.learning_rate)
+    return keras.optimizers.RMSprop(learning_rate=cfg.learning_rate)
+
+
+def environment() -> dict[str, Any]:
+    """Library versions and the machine, recorded with every run's figures."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    return {
+        "cnnlab": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
+        "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
+        "cpu": cpu, "cpu_count": os.cpu_count(),
+    }
+
+
+def _seed_everything(config: Config) -> None:
+    keras.utils.set_random_seed(int(config.seed))
+    if config.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def _callbacks(config: Config, run_dir: Path, timer: EpochTimer) -> list[keras.callbacks.Callback]:
+    callbacks = [
+        timer,
+        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_accuracy",
+                                        mode="max", save_best_only=True),
+        keras.callbacks.TerminateOnNaN(),
+    ]
+    if config.train.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", mode="min", patience=config.train.early_stopping))
+    return callbacks
+
+
+def _history_rows(keras_history: dict[str, list[float]], timer: EpochTimer) -> list[dict]:
+    rows = []
+    for i, timing in enumerate(timer.rows):
+        row: dict[str, Any] = {"epoch": i + 1}
+        for key in runs.HISTORY_COLUMNS[1:5]:
+            values = keras_history.get(key, [])
+            row[key] = float(values[i]) if i < len(values) else float("nan")
+        row.update({k: round(v, 6) for k, v in timing.items()})
+        rows.append(row)
+    return rows
+
+
+def _timing_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    steady = rows[1:] or rows
+    return {
+        "ms_per_step": statistics.median(r["ms_per_step"] for r in steady),
+        "s_per_epoch": statistics.median(r["train_s"] for r in steady),
+        "s_per_epoch_with_validation": statistics.median(r["epoch_s"] for r in steady),
+        "first_epoch_s": rows[0]["epoch_s"] if rows else float("nan"),
+        "timing_note": (
+            "ms_per_step and s_per_epoch: median over epochs 2..N of training wall time "
+            "(epoch start to validation start) -- validation excluded; "
+            "s_per_epoch_with_validation includes it; first_epoch_s is epoch 1 in full "
+            "(graph tracing included)" + ("" if len(rows) > 1 else "; only one epoch ran, "
+                                          "so the figures include tracing")
+        ),
+    }
+
+
+def _test_metrics(model: keras.Model, data: Dataset, batch_size: int) -> dict[str, Any]:
+    from sklearn.metrics import confusion_matrix
+
+    probabilities = model.predict(data.x_test, batch_size=max(batch_size, 256), verbose=0)
+    predicted = probabilities.argmax(axis=1)
+    loss = keras.losses.sparse_categorical_crossentropy(data.y_test, probabilities)
+    matrix = confusion_matrix(data.y_test, predicted, labels=range(data.num_classes))
+    return {
+        "test_accuracy": float((predicted == data.y_test).mean()),
+        "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def _status(rows: list[dict[str, Any]], epochs: int) -> str:
+    if any(not math.isfinite(r["loss"]) for r in rows):
+        return "diverged"
+    return "finished" if len(rows) >= epochs else "early_stopped"
+
+
+def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
+                 class_names: tuple[str, ...]) -> None:
+    plots.plot_curves(rows, run_dir / "curves.png", title,
+                      best_epoch=metrics["best_epoch"], overfit_epoch=metrics["overfit_epoch"])
+    if metrics.get("confusion_matrix") is not None:
+        acc = metrics["test_accuracy"]
+        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names,
+                                    run_dir / "confusion_matrix.png",
+                                    f"{title}: test set confusion matrix (accuracy {acc:.3f})")
+
+
+def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
+          outputs_root: str | Path = "outputs") -> runs.Run:
+    """Train ``config`` and write its run folder; returns the finished :class:`runs.Run`."""
+    if out_dir is not None:
+        runs.check_out_dir(out_dir)
+    data = load_dataset(config.data, config.seed, log)
+    _seed_everything(config)
+    model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
+    model.compile(optimizer=make_optimizer(config.train),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    run_dir = runs.new_run_dir(out_dir, config.name, outputs_root)
+    runs.write_atomic(run_dir / "config.yaml", config.to_yaml())
+    runs.write_atomic(run_dir / "summary.txt", format_layer_table(model) + "\n")
+    log(f"run folder: {run_dir}")
+    log(f"data: {data.record['origin']} {data.record['location']} -- train "
+        f"{len(data.y_train)}, val {len(data.y_val)}, test {len(data.y_test)}")
+
+    timer = EpochTimer(len(data.y_train), config.train.batch_size)
+    try:
+        fitted = model.fit(
+            data.x_train, data.y_train, batch_size=config.train.batch_size,
+            epochs=config.train.epochs, validation_data=(data.x_val, data.y_val),
+            shuffle=config.train.shuffle, verbose=config.train.verbose,
+            callbacks=_callbacks(config, run_dir, timer),
+        )
+        keras_history = fitted.history
+    except KeyboardInterrupt:
+        rows = _history_rows(model.history.history if model.history else {}, timer)
+        runs.write_csv(run_dir / "history.csv", rows, runs.HISTORY_COLUMNS)
+        runs.write_json(run_dir / "interrupted.json", {"status": "interrupted",
+                                                       "epochs_completed": len(rows)})
+        raise TrainingInterrupted(run_dir) from None
+
+    rows = _history_rows(keras_history, timer)
+    runs.write_csv(run_dir / "history.csv", rows, runs.HISTORY_COLUMNS)
+    metrics = _finish(config, run_dir, model, data, rows)
+    log(summary_line(metrics, run_dir))
+    return runs.read_run(run_dir)
+
+
+def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
+            rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Evaluate the best checkpoint on the test set; write metrics.json (last) and plots."""
+    status = _status(rows, config.train.epochs)
+    best = analysis.best_epoch([r["val_accuracy"] for r in rows])
+    test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None}
+    checkpoint = run_dir / "model.keras"
+    if checkpoint.exists():
+        best_model = keras.saving.load_model(checkpoint, safe_mode=True)
+        test = _test_metrics(best_model, data, config.train.batch_size)
+    metrics = {
+        "status": status,
+        "epochs_run": len(rows),
+        "best_val_accuracy": rows[best - 1]["val_accuracy"],
+        "best_epoch": best,
+        "overfit_epoch": analysis.overfitting_onset([r["loss"] for r in rows],
+                                                    [r["val_loss"] for r in rows]),
+        **test,
+        "final_train_loss": rows[-1]["loss"],
+        "final_val_loss": rows[-1]["val_loss"],
+        "trainable_params": trainable_params(model),
+        **_timing_summary(rows),
+        "data": data.record,
+        "environment": environment(),
+    }
+    _write_plots(run_dir, config.name, rows, metrics, data.class_names)
+    runs.write_json(run_dir / "metrics.json", _json_safe(metrics))
+    return metrics
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinity become null so that metrics.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
+    test = metrics.get("test_accuracy")
+    test_text = f"{test:.4f}" if test is not None else "n/a"
+    return (
+        f"{metrics['status']}: best val_accuracy {metrics['best_val_accuracy']:.4f} "
+        f"at epoch {metrics['best_epoch']}, test accuracy {test_text}, "
+        f"{metrics['ms_per_step']:.2f} ms/step, {metrics['s_per_epoch']:.2f} s/epoch "
+        f"(first epoch {metrics['first_epoch_s']:.2f} s) -> {run_dir}"
+    )
+
+
+def evaluate_run(run_dir: str | Path, log: Log = print) -> dict[str, Any]:
+    """Reload a run's best model, recompute test metrics and confusion matrix on the same data.
+
+    The data is read from the location the run recorded; a different fingerprint is an
+    error, so that the comparison is on the same images. Writes ``evaluation.json``.
+    """
+    run = runs.read_run(run_dir)
+    if not run.model_path.exists():
+        raise RunError(f"{run.path}: no model.keras (the run diverged before any checkpoint); "
+                       "train it again")
+    config = config_from_dict(run.config, str(run.path / "config.yaml"))
+    record = run.metrics.get("data", {})
+    if record.get("location") and Path(record["location"]).exists():
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, path=record["location"]))
+    data = load_dataset(config.data, config.seed, log)
+    if record.get("fingerprint") and data.record["fingerprint"] != record["fingerprint"]:
+        raise RunError(f"{run.path}: the data found now ({data.record['location']}) differs from "
+                       "the data the run used; restore the original at "
+                       f"{record.get('location')}")
+    model = keras.saving.load_model(run.model_path, safe_mode=True)
+    result = _test_metrics(model, data, config.train.batch_size)
+    result["recorded_test_accuracy"] = run.metrics.get("test_accuracy")
+    result["class_names"] = list(data.class_names)
+    runs.write_json(run.path / "evaluation.json", result)
+    return result
