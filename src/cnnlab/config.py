@@ -280,11 +280,12 @@ def _check_keys(raw: Mapping[str, Any], origin: str) -> None:
             raise ConfigError(f"{origin}: unknown key '{key}'; {_closest(str(key))}")
 
 
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (nested dicts merged, the rest replaced)."""
+    out = copy.deepcopy(dict(base))
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -421,4 +422,4 @@ def load_config(
         raw.setdefault("name", resolved.stem)
     update = overrides_to_dict(overrides)
     _check_keys(update, "--set")
-    return config_from_dict(_merge(raw, update), origin)
+    return config_from_dict(merge(raw, update), origin)
