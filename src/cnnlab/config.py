@@ -54,6 +54,7 @@ class ModelConfig:
     output_dropout: float | None = None
     l2: float = 0.0
     batch_norm: bool = False
+    augment: bool = False
 
     def per_block(self, key: str) -> list[Any]:
         """The value of a per-block key (scalar or list) expanded to one entry per block."""
@@ -228,6 +229,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "output_dropout": _optional(_float(0.0, 1.0)),
         "l2": _float(0.0),
         "batch_norm": _bool,
+        "augment": _bool,
     },
     "train": {
         "optimizer": _choice(*OPTIMIZERS),

@@ -1,6 +1,7 @@
 """Building the Keras CNN of a model config, with stable, meaningful layer names.
 
-Layer names: ``block{i}_conv``, ``block{i}_bn``, ``block{i}_act``,
+Layer names: ``augment_flip`` and ``augment_shift`` (with ``model.augment``),
+``block{i}_conv``, ``block{i}_bn``, ``block{i}_act``,
 ``block{i}_dropout``, ``block{i}_pool`` for conv block i (1-based), then
 ``flatten``, ``dense{k}``, ``dense{k}_dropout``, ``output``, ``output_dropout``.
 """
@@ -43,6 +44,9 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int
     pool_layer = {"max": keras.layers.MaxPooling2D,
                   "average": keras.layers.AveragePooling2D}[cfg.pooling]
     layers: list[Any] = [keras.Input(shape=tuple(input_shape), name="image")]
+    if cfg.augment:  # random flips and shifts; Keras runs these layers only in training
+        layers.append(keras.layers.RandomFlip("horizontal", name="augment_flip"))
+        layers.append(keras.layers.RandomTranslation(0.1, 0.1, name="augment_shift"))
     blocks = zip(cfg.filters, cfg.per_block("kernel_size"), cfg.per_block("padding"),
                  cfg.per_block("activation"), cfg.per_block("pool_size"), strict=True)
     for i, (filters, kernel, padding, activation, pool) in enumerate(blocks, start=1):
