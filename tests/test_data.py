@@ -80,7 +80,8 @@ def test_no_test_leakage(sample_archive: Path, cache_dir: Path) -> None:
 
 
 def test_too_large_request_is_an_error_not_a_shrink(sample_archive: Path, cache_dir: Path) -> None:
-    with pytest.raises(DataError, match="data.train_size=9500 \\+ data.val_size=1000 exceeds the 10000"):
+    too_many = r"data.train_size=9500 \+ data.val_size=1000 exceeds the 10000"
+    with pytest.raises(DataError, match=too_many):
         load_dataset(cfg(path=str(sample_archive), cache_dir=str(cache_dir),
                          train_size=9500, val_size=1000), 0)
     with pytest.raises(DataError, match="data.test_size=5000 exceeds the 2000"):
