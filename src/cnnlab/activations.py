@@ -5,8 +5,10 @@ Everything here returns numpy arrays; :mod:`cnnlab.activation_plots` draws them.
 - :func:`feature_maps`: a layer's output for some images, through
   ``keras.Model(model.inputs, layer.output)``.
 - :func:`summed_mask`: the reference report's mask -- the post-ReLU output
-  summed over channels, divided by its maximum (so it lies in [0, 1]; an
-  all-zero response stays all zero) and upsampled bilinearly to the input size.
+  summed over channels, upsampled bilinearly to the input size and divided by
+  its maximum (so it lies in [0, 1] and peaks at 1; an all-zero response stays
+  all zero). Scaling commutes with the linear upsampling, so this is the
+  report's normalize-then-upsample with the peak kept at exactly 1.
 - :func:`grad_cam`: Grad-CAM for the predicted class on a convolution layer
   (default the last one), computed from the output layer's logits.
 - :func:`open_run`: a finished run's best model and its data, read back from
@@ -92,10 +94,10 @@ def normalize(maps: np.ndarray) -> np.ndarray:
 
 
 def summed_mask(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The report's mask: ReLU outputs (N, h, w, C) summed over channels, normalized to
-    [0, 1], upsampled to ``size``. Negative values are clipped first, a no-op after a ReLU."""
+    """The report's mask: ReLU outputs (N, h, w, C) summed over channels, upsampled to
+    ``size``, normalized to [0, 1]. Negative values are clipped first, a no-op after a ReLU."""
     summed = np.maximum(maps, 0.0).sum(axis=-1)
-    return np.clip(upsample(normalize(summed), size), 0.0, 1.0)
+    return np.clip(normalize(upsample(summed, size)), 0.0, 1.0)
 
 
 def _logits(model: keras.Model, x: Any, layer: str) -> tuple[Any, Any]:
@@ -129,7 +131,7 @@ def grad_cam(model: keras.Model, images: np.ndarray, layer: str | None = None
         heat = tf.nn.relu(tf.reduce_sum(maps[0] * weights, axis=-1)).numpy()
         heats.append(heat)
         predicted.append(cls)
-    heat_maps = upsample(normalize(np.stack(heats)), images.shape[1:3])
+    heat_maps = normalize(upsample(np.stack(heats), images.shape[1:3]))
     return np.clip(heat_maps, 0.0, 1.0), np.array(predicted)
 
 

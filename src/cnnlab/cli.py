@@ -61,8 +61,10 @@ def main() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Run folder (default outputs/<name>-<timestamp>); never overwritten.")
+@click.option("--resume", is_flag=True,
+              help="Continue the interrupted run in --out from its last completed epoch.")
 @reports_errors
-def train(config: str, overrides: tuple[str, ...], out: str | None) -> None:
+def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool) -> None:
     """Train CONFIG (a YAML file or a built-in name) and write a run folder.
 
     Example: cnnlab train configs/best.yaml --set data.train_size=5000 --out outputs/best
@@ -70,7 +72,7 @@ def train(config: str, overrides: tuple[str, ...], out: str | None) -> None:
     cfg = load_config(config, overrides)
     from cnnlab.training import train as run_training
 
-    run_training(cfg, out, log=click.echo)
+    run_training(cfg, out, log=click.echo, resume=resume)
 
 
 @main.command()
@@ -107,15 +109,17 @@ def show_config(config: str, overrides: tuple[str, ...]) -> None:
 
 @main.command()
 @click.argument("run_dir")
+@click.option("--trust-model", is_flag=True,
+              help="Load a model that carries code (Lambda layers); only for trusted files.")
 @reports_errors
-def evaluate(run_dir: str) -> None:
+def evaluate(run_dir: str, trust_model: bool) -> None:
     """Reload RUN_DIR's best model and recompute its test metrics and confusion matrix.
 
     Example: cnnlab evaluate outputs/best-20261125-120000
     """
     from cnnlab.training import evaluate_run
 
-    result = evaluate_run(run_dir, log=click.echo)
+    result = evaluate_run(run_dir, log=click.echo, trust_model=trust_model)
     recorded = result["recorded_test_accuracy"]
     click.echo(f"test accuracy {result['test_accuracy']:.4f} (recorded "
                f"{'n/a' if recorded is None else f'{recorded:.4f}'}), "
@@ -125,6 +129,92 @@ def evaluate(run_dir: str) -> None:
     click.echo("confusion matrix (rows: true class, columns: predicted):")
     for name, row in zip(names, result["confusion_matrix"], strict=True):
         click.echo(f"  {name:>{width}} " + " ".join(f"{v:5d}" for v in row))
+
+
+
+@main.command("plot-activations")
+@click.argument("run_dir")
+@click.option("--layer", "layers", multiple=True, metavar="NAME",
+              help="Layer to show (repeatable); default every convolution layer.")
+@click.option("--image", "images", multiple=True, type=int, metavar="INDEX",
+              help="Image index in the split (repeatable); default a few fixed images "
+                   "of different classes.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option("--method", type=click.Choice(["mask", "gradcam"]), default="mask",
+              show_default=True,
+              help="mask: feature maps + summed mask; gradcam: Grad-CAM on the last conv layer.")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default RUN_DIR/activations).")
+@reports_errors
+def plot_activations(run_dir: str, layers: tuple[str, ...], images: tuple[int, ...],
+                     split: str, method: str, out: str | None) -> None:
+    """Draw what RUN_DIR's layers respond to, then rebuild its report.html.
+
+    Example: cnnlab plot-activations outputs/best --layer block1_conv --image 7
+    """
+    from cnnlab.activation_plots import plot_activations as draw
+    from cnnlab.report import try_write_report
+
+    written = draw(run_dir, layers, images, split, method, out, log=click.echo)
+    click.echo(f"{len(written)} figures in {written[0].parent}" if written else "no figures")
+    report = try_write_report(run_dir, log=click.echo)
+    if report:
+        click.echo(f"report: {report}")
+
+
+@main.command()
+@click.argument("folder")
+@reports_errors
+def report(folder: str) -> None:
+    """(Re)build report.html for a run folder or a sweep folder.
+
+    Example: cnnlab report outputs/best
+    """
+    from cnnlab.report import write_report
+
+    click.echo(f"report: {write_report(folder, log=click.echo)}")
+
+
+@main.command("sweep")
+@click.argument("sweep")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key in every run (repeatable): --set train.epochs=5")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
+                   "folder again to resume an interrupted sweep.")
+@click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
+@reports_errors
+def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool) -> None:
+    """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
+    regularization, grid).
+
+    Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
+    """
+    from cnnlab.sweep import SweepInterrupted, describe, load_sweep, run_sweep
+
+    spec = load_sweep(sweep, overrides)
+    if dry_run:
+        click.echo(describe(spec))
+        return
+    try:
+        run_sweep(spec, out, log=click.echo)
+    except SweepInterrupted as exc:
+        _fail(str(exc), 130)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default outputs/compare-<timestamp>); never overwritten.")
+@reports_errors
+def compare(folders: tuple[str, ...], out: str | None) -> None:
+    """Overlay the curves of finished runs: run folders, or every run in sweep folders.
+
+    Example: cnnlab compare outputs/sweep-optimizer-20261125-120000 outputs/best --out outputs/cmp
+    """
+    from cnnlab.sweep_results import compare as compare_runs
+
+    compare_runs(folders, out, log=click.echo)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,8 +154,9 @@ def _bool(v: Any) -> bool:
 
 
 def _name(v: Any) -> str:
-    if not isinstance(v, str) or not v or "/" in v or v.startswith("."):
-        raise ValueError("a non-empty name without '/'")
+    # Keras rejects model names outside [A-Za-z0-9.][A-Za-z0-9_.\\/>-]* (a ValueError at build time)
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
+        raise ValueError("a name of letters, digits, '_', '.' or '-' (no spaces or '/')")
     return v
 
 

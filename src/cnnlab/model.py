@@ -15,7 +15,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.tf import keras
 
 
-def _check_fits(cfg: ModelConfig, input_shape: tuple[int, ...]) -> None:
+def check_fits(cfg: ModelConfig, input_shape: tuple[int, ...]) -> None:
+    """ConfigError if a block's kernel or pooling window is larger than its input."""
     height, width = input_shape[:2]
     blocks = zip(cfg.per_block("kernel_size"), cfg.per_block("padding"),
                  cfg.per_block("pool_size"), strict=True)
@@ -39,7 +40,7 @@ def _check_fits(cfg: ModelConfig, input_shape: tuple[int, ...]) -> None:
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], num_classes: int,
                 name: str = "cnn") -> keras.Model:
     """The CNN described by ``cfg`` for inputs of ``input_shape`` (H, W, C)."""
-    _check_fits(cfg, input_shape)
+    check_fits(cfg, input_shape)
     regularizer = (lambda: keras.regularizers.L2(cfg.l2)) if cfg.l2 > 0 else (lambda: None)
     pool_layer = {"max": keras.layers.MaxPooling2D,
                   "average": keras.layers.AveragePooling2D}[cfg.pooling]

@@ -82,6 +82,34 @@ def check_out_dir(out: str | Path) -> Path:
     return path
 
 
+def check_resumable(out: str | Path | None, config: dict[str, Any]) -> Path:
+    """The folder of an interrupted run of this same config; RunError otherwise."""
+    if out is None:
+        raise RunError("--resume needs --out DIR, the folder of the interrupted run")
+    path = Path(out)
+    if not (path / "config.yaml").exists():
+        raise RunError(f"--out {path}: no interrupted run here (no config.yaml); "
+                       "drop --resume to start a new run")
+    if (path / "metrics.json").exists():
+        raise RunError(f"--out {path}: this run already finished; nothing to resume")
+    recorded = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    if recorded != config:
+        old, new = _flatten(recorded), _flatten(config)
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise RunError(f"--out {path}: holds a run of a different config ({', '.join(changed)} "
+                       "differ); resume with the same CONFIG and --set options, or use a new --out")
+    return path
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
 def new_run_dir(out: str | Path | None, name: str, root: str | Path = "outputs") -> Path:
     """Create the run folder: ``out`` if given (must not hold files), else
     ``<root>/<name>-<timestamp>`` with a numeric suffix if taken. Never overwrites."""
@@ -136,3 +164,22 @@ def read_run(path: str | Path) -> Run:
     history_file = path / "history.csv"
     history = read_csv(history_file) if history_file.exists() else []
     return Run(path=path, config=config, metrics=metrics, history=history)
+
+
+def load_model(path: str | Path, trust_code: bool = False) -> Any:
+    """Load a saved Keras model in safe mode: a model carrying code (a Lambda layer)
+    is refused unless ``trust_code`` is set."""
+    from cnnlab.tf import keras
+
+    path = Path(path)
+    if not path.exists():
+        raise RunError(f"{path}: no saved model; train the run again")
+    try:
+        return keras.saving.load_model(path, safe_mode=not trust_code)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "Lambda" in str(exc):
+            raise RunError(f"{path}: the model contains code (a Lambda layer) and is refused "
+                           "in safe mode; pass --trust-model only if you trust its source"
+                           ) from None
+        raise RunError(f"{path}: cannot load the model ({str(exc).splitlines()[0][:150]}); "
+                       "train the run again") from None

@@ -48,6 +48,7 @@ from cnnlab.config import (
     resolve_config_path,
 )
 from cnnlab.errors import CnnlabError, ConfigError, RunError
+from cnnlab.sweep_results import format_value
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
 SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by")
@@ -142,7 +143,8 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
     for key in raw:
         if key not in SWEEP_KEYS:
             match = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1, cutoff=0.5)
-            hint = f"did you mean '{match[0]}'?" if match else "valid keys: " + ", ".join(SWEEP_KEYS)
+            hint = (f"did you mean '{match[0]}'?" if match
+                    else "valid keys: " + ", ".join(SWEEP_KEYS))
             raise ConfigError(f"{origin}: unknown sweep key '{key}'; {hint}")
     name = _sweep_name(raw.get("name", default_name), origin)
     base = _base(raw.get("base"), origin, base_dir)
@@ -248,9 +250,9 @@ def _variants(value: Any, origin: str) -> dict[str, dict[str, Any]]:
                           "name: {key: value, ...}")
     variants = {}
     for name, overrides in value.items():
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.+-]+", name):
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ConfigError(f"{origin}: variants: name {name!r}; use letters, digits, "
-                              "'-', '_', '.' or '+'")
+                              "'-', '_' or '.'")
         variants[name] = _dotted(overrides, f"{origin}: variants: {name}")
     return variants
 
@@ -271,7 +273,7 @@ def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
             run_id = _safe(f"{index:03d}-" + "-".join(parts))
             overrides = {**variant_overrides, **combo}
             raw = merge(common, overrides_to_dict(overrides))
-            raw["name"] = run_id
+            raw["name"] = run_id.replace("=", "-")  # Keras model names allow no "="
             try:
                 config = config_from_dict(raw, origin)
             except ConfigError as exc:
@@ -297,13 +299,7 @@ def _fmt(value: Any) -> str:
 
 
 def _safe(text: str, limit: int = 100) -> str:
-    return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)[:limit]
-
-
-def format_value(value: Any) -> str:
-    """A value as YAML flow text: ``[8, 16]``, ``true``, ``null``, ``0.001``."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
-    return text.strip().removesuffix("...").strip()
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", text)[:limit]
 
 
 def format_overrides(overrides: Mapping[str, Any]) -> str:
@@ -356,8 +352,9 @@ def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float
         shutil.rmtree(run_dir)
         log(f"{prefix}: cleared the unfinished folder of an earlier attempt")
     left = sum(not (sweep_dir / r.id / "metrics.json").exists() for r in sweep.runs)
-    eta = (f"about {_duration(statistics.mean(durations) * left)} left ({left} runs)"
-           if durations else f"{left} runs left, time estimate after the first one")
+    runs_left = f"{left} run{'s' if left > 1 else ''} left"
+    eta = (f"{runs_left}, about {_duration(statistics.mean(durations) * left)}"
+           if durations else f"{runs_left}, time estimate after the first one")
     log(f"{prefix}: {format_overrides(run.overrides)} -- {eta}")
     start = time.monotonic()
     try:

@@ -9,6 +9,7 @@ reloads the best model and recomputes the test metrics.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -20,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import __version__, analysis, plots, runs
+from cnnlab import __version__, analysis, plots, report, runs
 from cnnlab.config import Config, TrainConfig, config_from_dict
-from cnnlab.data import Dataset, load_dataset
+from cnnlab.data import Dataset, input_spec, load_dataset
 from cnnlab.errors import RunError
-from cnnlab.model import build_model, format_layer_table, trainable_params
+from cnnlab.model import build_model, check_fits, format_layer_table, trainable_params
 from cnnlab.tf import keras, tf
 from cnnlab.timing import EpochTimer
 
@@ -69,12 +70,35 @@ def _seed_everything(config: Config) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def _callbacks(config: Config, run_dir: Path, timer: EpochTimer) -> list[keras.callbacks.Callback]:
+class HistoryRecorder(keras.callbacks.Callback):
+    """Appends one row per finished epoch (metrics + the timer's figures) and rewrites
+    history.csv atomically, so a crash or Ctrl-C keeps every completed epoch."""
+
+    def __init__(self, path: Path, timer: EpochTimer, rows: list[dict[str, Any]]):
+        super().__init__()
+        self.path, self.timer, self.rows = path, timer, list(rows)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        row: dict[str, Any] = {"epoch": epoch + 1}
+        row.update({k: float(logs.get(k, float("nan"))) for k in runs.HISTORY_COLUMNS[1:5]})
+        row.update({k: round(v, 6) for k, v in self.timer.rows[-1].items()})
+        self.rows.append(row)
+        runs.write_csv(self.path, self.rows, runs.HISTORY_COLUMNS)
+
+
+def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
+               recorder: HistoryRecorder) -> list[keras.callbacks.Callback]:
+    best_so_far = max((r["val_accuracy"] for r in recorder.rows), default=None)
     callbacks = [
         timer,
+        recorder,
         keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_accuracy",
-                                        mode="max", save_best_only=True),
+                                        mode="max", save_best_only=True,
+                                        initial_value_threshold=best_so_far),
         keras.callbacks.TerminateOnNaN(),
+        # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
+        keras.callbacks.BackupAndRestore(run_dir / "backup", double_checkpoint=True),
     ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -82,16 +106,13 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer) -> list[keras.c
     return callbacks
 
 
-def _history_rows(keras_history: dict[str, list[float]], timer: EpochTimer) -> list[dict]:
-    rows = []
-    for i, timing in enumerate(timer.rows):
-        row: dict[str, Any] = {"epoch": i + 1}
-        for key in runs.HISTORY_COLUMNS[1:5]:
-            values = keras_history.get(key, [])
-            row[key] = float(values[i]) if i < len(values) else float("nan")
-        row.update({k: round(v, 6) for k, v in timing.items()})
-        rows.append(row)
-    return rows
+def _resume_point(run_dir: Path) -> list[dict[str, Any]]:
+    """History rows of the epochs the backup holds (later rows were not backed up)."""
+    meta = run_dir / "backup" / "training_metadata.json"
+    done = json.loads(meta.read_text())["epoch"] if meta.exists() else 0
+    history = run_dir / "history.csv"
+    rows = runs.read_csv(history) if history.exists() and done else []
+    return rows[:done]
 
 
 def _timing_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -143,42 +164,51 @@ def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
 
 
 def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
-          outputs_root: str | Path = "outputs") -> runs.Run:
-    """Train ``config`` and write its run folder; returns the finished :class:`runs.Run`."""
-    if out_dir is not None:
+          outputs_root: str | Path = "outputs", resume: bool = False) -> runs.Run:
+    """Train ``config`` and write its run folder; returns the finished :class:`runs.Run`.
+
+    With ``resume=True``, ``out_dir`` must be an interrupted run of the same config: it
+    continues from the last completed epoch and ends with ``train.epochs`` history rows.
+    """
+    if resume:
+        runs.check_resumable(out_dir, config.to_dict())
+    elif out_dir is not None:
         runs.check_out_dir(out_dir)
+    check_fits(config.model, input_spec(config.data)[0])  # before any data is decoded
     data = load_dataset(config.data, config.seed, log)
     _seed_everything(config)
     model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
     model.compile(optimizer=make_optimizer(config.train),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    run_dir = runs.new_run_dir(out_dir, config.name, outputs_root)
+    run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
+    done_rows = _resume_point(run_dir) if resume else []
     runs.write_atomic(run_dir / "config.yaml", config.to_yaml())
     runs.write_atomic(run_dir / "summary.txt", format_layer_table(model) + "\n")
-    log(f"run folder: {run_dir}")
+    runs.write_json(run_dir / "status.json", {"status": "running"})
+    log(f"run folder: {run_dir}" + (f" (resuming after epoch {len(done_rows)})" if resume else ""))
     log(f"data: {data.record['origin']} {data.record['location']} -- train "
         f"{len(data.y_train)}, val {len(data.y_val)}, test {len(data.y_test)}")
 
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
+    recorder = HistoryRecorder(run_dir / "history.csv", timer, done_rows)
     try:
-        fitted = model.fit(
+        model.fit(
             data.x_train, data.y_train, batch_size=config.train.batch_size,
             epochs=config.train.epochs, validation_data=(data.x_val, data.y_val),
             shuffle=config.train.shuffle, verbose=config.train.verbose,
-            callbacks=_callbacks(config, run_dir, timer),
+            callbacks=_callbacks(config, run_dir, timer, recorder),
         )
-        keras_history = fitted.history
     except KeyboardInterrupt:
-        rows = _history_rows(model.history.history if model.history else {}, timer)
-        runs.write_csv(run_dir / "history.csv", rows, runs.HISTORY_COLUMNS)
-        runs.write_json(run_dir / "interrupted.json", {"status": "interrupted",
-                                                       "epochs_completed": len(rows)})
+        runs.write_json(run_dir / "status.json", {
+            "status": "interrupted", "epochs_completed": len(recorder.rows),
+            "resume_with": "cnnlab train CONFIG --out RUN_DIR --resume (same CONFIG and --set)"})
         raise TrainingInterrupted(run_dir) from None
 
-    rows = _history_rows(keras_history, timer)
-    runs.write_csv(run_dir / "history.csv", rows, runs.HISTORY_COLUMNS)
+    rows = recorder.rows
     metrics = _finish(config, run_dir, model, data, rows)
+    (run_dir / "status.json").unlink(missing_ok=True)
     log(summary_line(metrics, run_dir))
+    report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
     return runs.read_run(run_dir)
 
 
@@ -190,7 +220,7 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None}
     checkpoint = run_dir / "model.keras"
     if checkpoint.exists():
-        best_model = keras.saving.load_model(checkpoint, safe_mode=True)
+        best_model = runs.load_model(checkpoint)
         test = _test_metrics(best_model, data, config.train.batch_size)
     metrics = {
         "status": status,
@@ -234,7 +264,8 @@ def summary_line(metrics: dict[str, Any], run_dir: Path) -> str:
     )
 
 
-def evaluate_run(run_dir: str | Path, log: Log = print) -> dict[str, Any]:
+def evaluate_run(run_dir: str | Path, log: Log = print, trust_model: bool = False
+                 ) -> dict[str, Any]:
     """Reload a run's best model, recompute test metrics and confusion matrix on the same data.
 
     The data is read from the location the run recorded; a different fingerprint is an
@@ -254,7 +285,7 @@ def evaluate_run(run_dir: str | Path, log: Log = print) -> dict[str, Any]:
         raise RunError(f"{run.path}: the data found now ({data.record['location']}) differs from "
                        "the data the run used; restore the original at "
                        f"{record.get('location')}")
-    model = keras.saving.load_model(run.model_path, safe_mode=True)
+    model = runs.load_model(run.model_path, trust_code=trust_model)
     result = _test_metrics(model, data, config.train.batch_size)
     result["recorded_test_accuracy"] = run.metrics.get("test_accuracy")
     result["class_names"] = list(data.class_names)
