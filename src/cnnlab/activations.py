@@ -174,7 +174,7 @@ def load_run_model(run: runs.Run) -> keras.Model:
     if not run.model_path.exists():
         raise RunError(f"{run.path}: no model.keras (the run diverged before any checkpoint); "
                        "train it again")
-    return keras.saving.load_model(run.model_path, safe_mode=True)
+    return runs.load_model(run.model_path)  # safe mode; a refusal is a RunError
 
 
 def split_size(run: runs.Run, split: str) -> int | None:
