@@ -21,7 +21,6 @@ pre-normalization), without it the conv layer, whose ReLU is built in.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,19 +185,13 @@ def load_split(run: runs.Run, split: str, log: Log = print) -> tuple[np.ndarray,
                                                                      tuple[str, ...]]:
     """(images, labels, class names) of a run's split, from the data location it recorded."""
     from cnnlab.config import config_from_dict
-    from cnnlab.data import load_dataset
+    from cnnlab.data import reload_recorded
 
     if split not in SPLITS:
         raise ConfigError(f"--split {split}: choose one of {', '.join(SPLITS)}")
     config = config_from_dict(run.config, str(run.path / "config.yaml"))
-    record = run.metrics.get("data", {})
-    if record.get("location") and Path(record["location"]).exists():
-        config = dataclasses.replace(
-            config, data=dataclasses.replace(config.data, path=record["location"]))
-    data = load_dataset(config.data, config.seed, log=lambda _: None)
-    if record.get("fingerprint") and data.record["fingerprint"] != record["fingerprint"]:
-        raise RunError(f"{run.path}: the data found now ({data.record['location']}) differs from "
-                       f"the data the run used; restore the original at {record.get('location')}")
+    data = reload_recorded(config.data, config.seed, run.metrics.get("data", {}),
+                           log=lambda _: None)
     if split == "test":
         return data.x_test, data.y_test, data.class_names
     return data.x_val, data.y_val, data.class_names

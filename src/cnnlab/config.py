@@ -76,6 +76,7 @@ class TrainConfig:
     shuffle: bool = True
     deterministic: bool = True
     verbose: int = 2
+    steps_per_execution: int | str = "auto"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,18 @@ def _str(v: Any) -> str:
     return v
 
 
+def _auto_or(inner: Check) -> Check:
+    def check(v: Any) -> Any:
+        if v == "auto":
+            return v
+        try:
+            return inner(v)
+        except ValueError as allowed:
+            raise ValueError(f"auto or {allowed}") from None
+
+    return check
+
+
 def _optional(inner: Check) -> Check:
     def check(v: Any) -> Any:
         return None if v is None else inner(v)
@@ -243,6 +256,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "shuffle": _bool,
         "deterministic": _bool,
         "verbose": _choice(0, 1, 2),
+        "steps_per_execution": _auto_or(_int(1)),
     },
 }
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}

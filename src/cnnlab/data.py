@@ -309,3 +309,18 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Log = print) -> Dataset:
         x_test=standardize(raw.x_test[test_idx]), y_test=raw.y_test[test_idx],
         class_names=raw.class_names, record=record,
     )
+
+
+def reload_recorded(cfg: DataConfig, seed: int, record: dict[str, Any],
+                    log: Log = print) -> Dataset:
+    """The same data a run used: read from the location its record names, and refused
+    (DataError) if the fingerprint no longer matches."""
+    import dataclasses
+
+    if record.get("location") and Path(record["location"]).exists():
+        cfg = dataclasses.replace(cfg, path=record["location"])
+    data = load_dataset(cfg, seed, log)
+    if record.get("fingerprint") and data.record["fingerprint"] != record["fingerprint"]:
+        raise DataError(f"the data found now ({data.record['location']}) differs from the data "
+                        f"the run used; restore the original at {record.get('location')}")
+    return data
