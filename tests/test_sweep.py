@@ -74,8 +74,8 @@ def test_set_and_cli_overrides_apply_to_every_run() -> None:
 def test_base_path_is_relative_to_the_sweep_file(tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "mine.yaml").write_text("train:\n  batch_size: 8\n", encoding="utf-8")
-    path = write_sweep(tmp_path / "sub" / "s.yaml",
-                       {"base": "mine.yaml", "axes": {"train.epochs": [1, 2]}})
+    write_sweep(tmp_path / "sub" / "s.yaml",
+                {"base": "mine.yaml", "axes": {"train.epochs": [1, 2]}})
     monkeypatch.chdir(tmp_path)
     sweep = load_sweep("sub/s.yaml")
     assert sweep.name == "s" and {r.config.train.batch_size for r in sweep.runs} == {8}
@@ -282,3 +282,15 @@ def test_resume_after_a_kill_keeps_finished_runs(tmp_path: Path, sample_archive:
     result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out),
                                        "--set", "seed=5"])
     assert result.exit_code == 2 and "was made with a different config (seed)" in result.output
+
+
+def test_augmentation_layers_train_only_and_keep_reference_parameter_counts() -> None:
+    from cnnlab.model import build_model, trainable_params
+
+    for name, params in (("baseline", 132_010), ("best", 39_514)):
+        model = build_model(load_config(name, {"model.augment": True}).model, (32, 32, 3), 10)
+        assert [layer.name for layer in model.layers][:2] == ["augment_flip", "augment_shift"]
+        assert trainable_params(model) == params
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    assert np.array_equal(np.asarray(model.layers[1](model.layers[0](x, training=False),
+                                                     training=False)), x)

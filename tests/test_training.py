@@ -112,3 +112,18 @@ def test_config_errors_do_not_import_tensorflow() -> None:
                          env=env, cwd=REPO, timeout=60)
     assert out.stdout.strip() == "2 False"
     assert out.stderr.strip() == "cnnlab: error: train.epochs: got 0; expected an integer >= 1"
+
+
+def test_steps_per_execution_changes_speed_not_learning(tmp_path: Path, tiny_config) -> None:
+    from cnnlab.training import steps_per_execution, train
+
+    histories = []
+    for spe in (1, "auto"):
+        run = train(tiny_config("baseline", **{"train.steps_per_execution": spe}),
+                    tmp_path / str(spe), log=lambda _: None)
+        histories.append([(r["loss"], r["val_accuracy"]) for r in run.history])
+    assert histories[0] == histories[1]
+    cfg = tiny_config("baseline", **{"train.batch_size": 32})
+    assert steps_per_execution(cfg.train, 300) == 10  # auto: one call per epoch
+    capped = tiny_config("baseline", **{"train.steps_per_execution": 64})
+    assert steps_per_execution(capped.train, 300) == 10

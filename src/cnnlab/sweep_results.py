@@ -173,6 +173,9 @@ def finish_sweep(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
     written = sweep_plots.draw_all(sweep_dir, f"sweep {sweep.name}", rows, params,
                                    [c for c in curves if c])
     log(f"results: {sweep_dir / 'results.csv'}; plots: {', '.join(p.name for p in written)}")
+    from cnnlab.report import try_write_report
+
+    try_write_report(sweep_dir, log)
 
 
 def write_best_config(sweep: Sweep, sweep_dir: Path, winner: dict[str, Any]) -> Path:
