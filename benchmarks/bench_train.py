@@ -21,7 +21,6 @@ import csv
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -177,20 +176,12 @@ def torch_available() -> bool:
 
 
 def provenance() -> dict:
-    import numpy
+    from cnnlab.training import environment
 
-    from cnnlab.tf import tf as tensorflow
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")),
-                       cpu)
-    except OSError:
-        pass
-    info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu, "cores": os.cpu_count(),
-            "python": platform.python_version(), "tensorflow": tensorflow.__version__,
-            "numpy": numpy.__version__}
+    env = environment()
+    info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": env["cpu"],
+            "cores": env["cpu_count"], "python": env["python"],
+            "tensorflow": env["tensorflow"], "numpy": env["numpy"]}
     if torch_available():
         import torch
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import __version__, analysis, plots, report, runs
+from cnnlab import __version__, analysis, distribute, plots, report, runs, tracking
 from cnnlab.config import Config, TrainConfig, config_from_dict
 from cnnlab.data import Dataset, input_spec, load_dataset, reload_recorded
 from cnnlab.errors import RunError
@@ -100,15 +100,31 @@ class HistoryRecorder(keras.callbacks.Callback):
         runs.write_csv(self.path, self.rows, runs.HISTORY_COLUMNS)
 
 
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model when validation accuracy improves, atomically (temporary file,
+    then rename), so a kill during a save never leaves a half-written model.keras."""
+
+    def __init__(self, path: Path, best: float | None = None):
+        super().__init__()
+        self.path = path
+        self.best = -math.inf if best is None else best
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        value = float((logs or {}).get("val_accuracy", float("nan")))
+        if math.isfinite(value) and value > self.best:
+            self.best = value
+            tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
+            self.model.save(tmp)
+            os.replace(tmp, self.path)
+
+
 def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
                recorder: HistoryRecorder) -> list[keras.callbacks.Callback]:
     best_so_far = max((r["val_accuracy"] for r in recorder.rows), default=None)
     callbacks = [
         timer,
         recorder,
-        keras.callbacks.ModelCheckpoint(run_dir / "model.keras", monitor="val_accuracy",
-                                        mode="max", save_best_only=True,
-                                        initial_value_threshold=best_so_far),
+        BestCheckpoint(run_dir / "model.keras", best_so_far),
         keras.callbacks.TerminateOnNaN(),
         # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
         keras.callbacks.BackupAndRestore(run_dir / "backup", double_checkpoint=True),
@@ -116,6 +132,7 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", mode="min", patience=config.train.early_stopping))
+    callbacks += tracking.callbacks(config, run_dir)  # TensorBoard; MLflow if enabled
     return callbacks
 
 
@@ -190,10 +207,11 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     check_fits(config.model, input_spec(config.data)[0])  # before any data is decoded
     data = load_dataset(config.data, config.seed, log)
     _seed_everything(config)
-    model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
-    model.compile(optimizer=make_optimizer(config.train),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=steps_per_execution(config.train, len(data.y_train)))
+    with distribute.scope(config.train):  # train.distribute: mirrored -> MirroredStrategy
+        model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
+        model.compile(optimizer=make_optimizer(config.train),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                      steps_per_execution=steps_per_execution(config.train, len(data.y_train)))
     run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
     done_rows = _resume_point(run_dir) if resume else []
     runs.write_atomic(run_dir / "config.yaml", config.to_yaml())
@@ -220,6 +238,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
 
     rows = recorder.rows
     metrics = _finish(config, run_dir, model, data, rows)
+    tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
     (run_dir / "status.json").unlink(missing_ok=True)
     log(summary_line(metrics, run_dir))
     report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
@@ -247,6 +266,7 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "final_train_loss": rows[-1]["loss"],
         "final_val_loss": rows[-1]["val_loss"],
         "trainable_params": trainable_params(model),
+        "distribute": distribute.record(config.train, model),
         **_timing_summary(rows),
         "data": data.record,
         "environment": environment(),
