@@ -84,8 +84,11 @@ def iter_archive_files(archive: Path) -> Iterator[tuple[str, bytes]]:
                     fh = tar.extractfile(member)
                     yield member.name, fh.read() if fh else b""
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        if "\n" in reason:  # tarfile lists every compression it tried, one per line
+            reason = "not a tar archive, plain or gz/bz2/xz-compressed"
         raise DataError(
-            f"{archive}: truncated or corrupt archive ({exc}); download or copy it again"
+            f"{archive}: truncated or corrupt archive ({reason[:200]}); download or copy it again"
         ) from None
 
 
@@ -233,8 +236,10 @@ class _ImageDecoder:
                     img = img.resize(self.size, Image.Resampling.BILINEAR)
                 array = np.asarray(img, dtype=np.uint8)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            reason = ("empty file" if not data else "not a recognised image format"
+                      if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split()))
             raise DataError(
-                f"{origin}: corrupt or unreadable image ({exc}); remove or replace the file"
+                f"{origin}: corrupt or unreadable image ({reason}); remove or replace the file"
             ) from None
         return array[..., None] if array.ndim == 2 else array
 
