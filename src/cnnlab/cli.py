@@ -70,6 +70,12 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
     Example: cnnlab train configs/best.yaml --set data.train_size=5000 --out outputs/best
     """
     cfg = load_config(config, overrides)
+    from cnnlab import runs
+
+    if resume:  # refuse a wrong output folder before TensorFlow is loaded
+        runs.check_resumable(out, cfg.to_dict())
+    elif out is not None:
+        runs.check_out_dir(out)
     from cnnlab.training import train as run_training
 
     run_training(cfg, out, log=click.echo, resume=resume)
@@ -117,6 +123,9 @@ def evaluate(run_dir: str, trust_model: bool) -> None:
 
     Example: cnnlab evaluate outputs/best-20261125-120000
     """
+    from cnnlab.runs import read_run
+
+    read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
     from cnnlab.training import evaluate_run
 
     result = evaluate_run(run_dir, log=click.echo, trust_model=trust_model)
@@ -152,6 +161,9 @@ def plot_activations(run_dir: str, layers: tuple[str, ...], images: tuple[int, .
 
     Example: cnnlab plot-activations outputs/best --layer block1_conv --image 7
     """
+    from cnnlab.runs import read_run
+
+    read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
     from cnnlab.activation_plots import plot_activations as draw
     from cnnlab.report import try_write_report
 
@@ -183,8 +195,20 @@ def report(folder: str) -> None:
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True,
+              help="local: one run after another in this process; ray: each run a Ray task "
+                   '(pip install "cnnlab[ray]"; see docs/scaling.md).')
+@click.option("--address", default=None, metavar="ADDRESS",
+              help="Ray cluster to join (auto: the running one); default: start Ray here.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,
+              show_default=True, help="CPUs Ray reserves for each run.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0,
+              show_default=True, help="GPUs Ray reserves for each run.")
 @reports_errors
-def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool) -> None:
+def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
+                  backend: str, address: str | None, cpus_per_run: float,
+                  gpus_per_run: float) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
     regularization, grid).
 
@@ -196,8 +220,14 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     if dry_run:
         click.echo(describe(spec))
         return
+    options = None
+    if backend == "ray":
+        from cnnlab.sweep_ray import RayOptions, import_ray
+
+        import_ray()  # one-line error naming the extra, before any folder is made
+        options = RayOptions(address, cpus_per_run, gpus_per_run)
     try:
-        run_sweep(spec, out, log=click.echo)
+        run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options)
     except SweepInterrupted as exc:
         _fail(str(exc), 130)
 

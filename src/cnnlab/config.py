@@ -77,6 +77,15 @@ class TrainConfig:
     deterministic: bool = True
     verbose: int = 2
     steps_per_execution: int | str = "auto"
+    distribute: str = "none"  # mirrored: tf.distribute.MirroredStrategy; batch_size is global
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tensorboard: bool = True  # RUN_DIR/tensorboard/ event files
+    mlflow: bool = False  # needs pip install "cnnlab[mlflow]"
+    uri: str | None = None  # else $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db
+    experiment: str | None = None  # else the sweep's name (runs of a sweep) or the config name
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples), ready for YAML or JSON."""
@@ -257,9 +267,17 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "deterministic": _bool,
         "verbose": _choice(0, 1, 2),
         "steps_per_execution": _auto_or(_int(1)),
+        "distribute": _choice("none", "mirrored"),
+    },
+    "tracking": {
+        "tensorboard": _bool,
+        "mlflow": _bool,
+        "uri": _optional(_str),
+        "experiment": _optional(_str),
     },
 }
-SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
+            "tracking": TrackingConfig}
 ALL_KEYS = [f"{s}.{k}" if s else k for s, keys in SCHEMA.items() for k in keys] + list(SECTIONS)
 
 
@@ -276,7 +294,8 @@ def _closest(key: str) -> str:
     if not match:
         leaf = key.rsplit(".", 1)[-1]
         match = [k for k in ALL_KEYS if k.rsplit(".", 1)[-1] == leaf][:1]
-    return f"did you mean '{match[0]}'?" if match else "valid sections: data, model, train"
+    return (f"did you mean '{match[0]}'?" if match
+            else "valid sections: data, model, train, tracking")
 
 
 def _check_keys(raw: Mapping[str, Any], origin: str) -> None:

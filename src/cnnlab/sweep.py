@@ -22,7 +22,9 @@ keeps the finished runs (those with ``metrics.json``) and redoes the rest.
 from __future__ import annotations
 
 import difflib
+import fcntl
 import itertools
+import os
 import re
 import shutil
 import statistics
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -51,6 +53,7 @@ from cnnlab.errors import CnnlabError, ConfigError, RunError
 from cnnlab.sweep_results import format_value
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
+LOCK_NAME = ".lock"  # flock-ed for a sweep's lifetime; the OS drops it when the process dies
 SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by")
 
 Log = Callable[[str], None]
@@ -319,23 +322,34 @@ def describe(sweep: Sweep) -> str:
 # --- running ---
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
-              outputs_root: str | Path = "outputs") -> Path:
+              outputs_root: str | Path = "outputs", backend: str = "local",
+              backend_options: Any = None) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
     are; partial folders (a killed or failed run) are cleared and the run is redone.
     """
-    sweep_dir = _prepare_dir(sweep, out, outputs_root)
-    runs.write_atomic(sweep_dir / "sweep.yaml",
-                      yaml.safe_dump(sweep.record(), sort_keys=False, default_flow_style=None))
-    done = sum((sweep_dir / r.id / "metrics.json").exists() for r in sweep.runs)
-    log(f"sweep {sweep.name}: {len(sweep.runs)} runs -> {sweep_dir}"
-        + (f" (resuming: {done} finished earlier, kept)" if done else ""))
-    durations: list[float] = []
-    for run in sweep.runs:
-        _run_one(sweep, run, sweep_dir, durations, log)
-        sweep_results.write_sweep_results(sweep, sweep_dir)
-    sweep_results.finish_sweep(sweep, sweep_dir, log)
+    sweep_dir, lock = _prepare_dir(sweep, out, outputs_root)  # holds <sweep_dir>/.lock
+    try:
+        runs.write_atomic(sweep_dir / "sweep.yaml",
+                          yaml.safe_dump(sweep.record(), sort_keys=False, default_flow_style=None))
+        done = sum((sweep_dir / r.id / "metrics.json").exists() for r in sweep.runs)
+        log(f"sweep {sweep.name}: {len(sweep.runs)} runs -> {sweep_dir}"
+            + (f" (resuming: {done} finished earlier, kept)" if done else ""))
+        if backend == "ray":  # unfinished runs as Ray tasks; backend_options: sweep_ray.RayOptions
+            from cnnlab.sweep_ray import RayOptions, run_on_ray
+
+            run_on_ray(sweep, sweep_dir, log, backend_options or RayOptions())
+        durations: list[float] = []
+        for run in sweep.runs if backend == "local" else ():
+            _run_one(sweep, run, sweep_dir, durations, log)
+            sweep_results.write_sweep_results(sweep, sweep_dir)
+        sweep_results.finish_sweep(sweep, sweep_dir, log)
+        from cnnlab.tracking import write_sweep_hparams
+
+        write_sweep_hparams(sweep, sweep_dir, log)  # TensorBoard's HParams view of the sweep
+    finally:
+        lock.close()  # releases the lock
     return sweep_dir
 
 
@@ -379,17 +393,62 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _prepare_dir(sweep: Sweep, out: str | Path | None, outputs_root: str | Path) -> Path:
-    """A new ``<root>/sweep-<name>-<timestamp>``, or ``out`` (new, empty, or this sweep's)."""
+def _prepare_dir(sweep: Sweep, out: str | Path | None, outputs_root: str | Path
+                 ) -> tuple[Path, IO[str]]:
+    """A new ``<root>/sweep-<name>-<timestamp>``, or ``out`` (new, empty, or this sweep's),
+    with its lock held (the open lock file is returned; closing it releases the lock)."""
     if out is None:
-        return runs.new_run_dir(None, f"sweep-{sweep.name}", outputs_root)
+        path = runs.new_run_dir(None, f"sweep-{sweep.name}", outputs_root)
+        return path, _lock(path)
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise RunError(f"--out {path}: is a file; give a folder")
-    if path.is_dir() and any(path.iterdir()):
-        _check_resumable(sweep, path)
+    if path.is_dir() and any(p.name != LOCK_NAME for p in path.iterdir()):
+        _check_is_sweep_folder(path)
     path.mkdir(parents=True, exist_ok=True)
-    return path
+    lock = _lock(path)
+    try:
+        if (path / "sweep.yaml").exists():
+            _check_resumable(sweep, path)
+        _remove_temporaries(path)
+    except BaseException:
+        lock.close()
+        raise
+    return path, lock
+
+
+def _remove_temporaries(sweep_dir: Path) -> None:
+    """Delete the temporary files of atomic writes cut short by a kill (``.name.*.tmp``,
+    ``.curves.tmp.png``, ``.model.tmp.keras``); safe because this sweep holds the lock."""
+    for folder in (sweep_dir, *(p for p in sweep_dir.iterdir() if p.is_dir())):
+        for file in folder.glob(".*.tmp*"):
+            if file.is_file():
+                file.unlink(missing_ok=True)
+
+
+def _lock(sweep_dir: Path) -> IO[str]:
+    """Take ``<sweep_dir>/.lock`` (flock, exclusive, non-blocking); RunError if another
+    sweep holds it. The OS releases it when the file is closed or the process dies."""
+    handle = open(sweep_dir / LOCK_NAME, "a+", encoding="utf-8")  # held open: the lock
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise RunError(f"--out {sweep_dir}: another sweep{f' (pid {holder})' if holder else ''} "
+                       "is running in this folder and holds its lock; wait for it to end, "
+                       "or use a new --out folder") from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def _check_is_sweep_folder(path: Path) -> None:
+    if not (path / "sweep.yaml").exists():
+        raise RunError(f"--out {path}: not empty and not a sweep folder (no sweep.yaml); "
+                       "choose a new folder")
 
 
 def _check_resumable(sweep: Sweep, path: Path) -> None:

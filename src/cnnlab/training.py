@@ -239,7 +239,6 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     rows = recorder.rows
     metrics = _finish(config, run_dir, model, data, rows)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
-    (run_dir / "status.json").unlink(missing_ok=True)
     log(summary_line(metrics, run_dir))
     report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
     return runs.read_run(run_dir)
@@ -272,6 +271,7 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "environment": environment(),
     }
     _write_plots(run_dir, config.name, rows, metrics, data.class_names)
+    (run_dir / "status.json").unlink(missing_ok=True)  # metrics.json alone marks it finished
     runs.write_json(run_dir / "metrics.json", _json_safe(metrics))
     return metrics
 
