@@ -227,7 +227,7 @@ def test_corrupt_or_truncated_archive(tmp_path: Path, cache_dir: Path, kind: str
 
 @pytest.mark.parametrize("kind", ["corrupt", "zero-byte"])
 def test_corrupt_image_fails_naming_the_file(tmp_path: Path, cache_dir: Path, kind: str) -> None:
-    """Choice (docs/failures.md): a bad image fails the run, naming the file; no silent skip."""
+    """Choice (README, Failure behaviour): a bad image fails the run, naming the file."""
     root = image_tree(tmp_path / "tree")
     bad = root / "test" / "dog" / "1.png"
     bad.write_bytes(png()[:40] if kind == "corrupt" else b"")

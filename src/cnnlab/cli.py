@@ -198,7 +198,7 @@ def report(folder: str) -> None:
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: one run after another in this process; ray: each run a Ray task "
-                   '(pip install "cnnlab[ray]"; see docs/scaling.md).')
+                   '(pip install "cnnlab[ray]"; see the README, Scaling out).')
 @click.option("--address", default=None, metavar="ADDRESS",
               help="Ray cluster to join (auto: the running one); default: start Ray here.")
 @click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,

@@ -3,8 +3,9 @@
 A finished run folder holds ``config.yaml`` (resolved config), ``history.csv``
 (one row per epoch), ``metrics.json`` (results, data record, versions; written
 last, so its presence marks the run as finished), ``model.keras`` (best
-checkpoint), ``summary.txt`` (layer table), ``curves.png`` and
-``confusion_matrix.png``.
+checkpoint), ``summary.txt`` (layer table), ``curves.png``,
+``confusion_matrix.png`` and ``report.html``; while training, ``status.json`` and
+``backup/`` (for ``--resume``).
 """
 
 from __future__ import annotations

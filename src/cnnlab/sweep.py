@@ -1,6 +1,6 @@
 """Sweeps: many runs of one base config, expanded from a YAML sweep file, run resumably.
 
-A sweep file (see ``docs/sweeps.md``)::
+A sweep file (see the README, "Sweeps")::
 
     name: batch-size                    # optional; default: the file name
     description: one line               # optional

@@ -12,7 +12,7 @@ Data reaches the workers through the decode cache (``data.cache_dir`` or
 ``$CNNLAB_CACHE_DIR``): the driver decodes each distinct data set once before any
 task starts, and every worker reads the cached arrays. On a cluster, the data path,
 the cache folder and the sweep folder must be on storage every node sees at the same
-path (see ``docs/scaling.md``).
+path (see the README, "Scaling out").
 
 Ray is optional (``pip install "cnnlab[ray]"``); it is imported only here, on use.
 """
