@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "cnnlab-bench"))
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep cnnlab's sweep folder here (its timing_table.md, results.csv)")
     parser.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.plain:
@@ -80,7 +82,8 @@ def main() -> None:
     results: dict[str, list[float]] = {"cnnlab": [], "keras": []}
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
-            cnnlab_cmd = ["cnnlab", "sweep", "batch-size", "--out", f"{tmp}/sweep",
+            sweep_dir = args.keep if args.keep and repeat == 0 else Path(tmp) / "sweep"
+            cnnlab_cmd = ["cnnlab", "sweep", "batch-size", "--out", str(sweep_dir),
                           "--set", f"data.train_size={args.images}",
                           "--set", f"train.epochs={args.epochs}", "--set", "data.download=false",
                           "--set", f"data.cache_dir={args.cache_dir}"]

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
@@ -42,8 +43,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str,
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        if len(epochs) <= 30:
-            ax.set_xticks(epochs)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(epochs), 12)))
     fig.suptitle(title)
     _save(fig, path)
 
