@@ -94,12 +94,17 @@ def check_resumable(out: str | Path | None, config: dict[str, Any]) -> Path:
     if (path / "metrics.json").exists():
         raise RunError(f"--out {path}: this run already finished; nothing to resume")
     recorded = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-    if recorded != config:
-        old, new = _flatten(recorded), _flatten(config)
-        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    changed = config_differences(recorded, config)
+    if changed:
         raise RunError(f"--out {path}: holds a run of a different config ({', '.join(changed)} "
                        "differ); resume with the same CONFIG and --set options, or use a new --out")
     return path
+
+
+def config_differences(old: Any, new: Any) -> list[str]:
+    """The dotted keys whose values differ between two config dicts, sorted."""
+    flat_old, flat_new = _flatten(old), _flatten(new)
+    return sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

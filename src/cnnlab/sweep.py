@@ -468,17 +468,8 @@ def _check_resumable(sweep: Sweep, path: Path) -> None:
     for run in sweep.runs:
         if (path / run.id / "metrics.json").exists():
             saved = yaml.safe_load((path / run.id / "config.yaml").read_text(encoding="utf-8"))
-            key = _first_difference(saved, run.config.to_dict())
-            if key:
+            changed = runs.config_differences(saved, run.config.to_dict())
+            if changed:
                 raise RunError(f"--out {path}: run {run.id} was made with a different config "
-                               f"({key}); use the same sweep and --set, or a new --out folder")
-
-
-def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(dict.fromkeys([*a, *b])):
-            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if a == b else prefix.rstrip(".") or "config"
+                               f"({changed[0]}); use the same sweep and --set, or a new --out "
+                               "folder")
