@@ -18,7 +18,7 @@ import numpy as np
 from cnnlab import activations as act
 from cnnlab import runs
 from cnnlab.errors import ConfigError
-from cnnlab.plots import _save, plt
+from cnnlab.plots import plt, save_figure
 
 METHODS = ("mask", "gradcam")
 HEAT_CMAP = "jet"
@@ -78,7 +78,7 @@ def plot_feature_maps(image: np.ndarray, maps: np.ndarray, mask: np.ndarray, pat
         ax.set_title(f"{k}" if peak > 0 else f"{k} (zero)", fontsize=7, pad=2)
         ax.axis("off")
     fig.suptitle(title, fontsize=11, y=1.0 + 0.25 / height)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str,
@@ -92,7 +92,7 @@ def plot_gradcam(image: np.ndarray, heat: np.ndarray, path: Path, title: str,
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
     _show_overlay(axes[2], image, heat, "overlay")
     fig.suptitle(title, fontsize=11)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_activations(run_dir: str | Path, layers: Sequence[str] = (),

@@ -14,7 +14,8 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Save and close ``fig`` as PNG atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=120, bbox_inches="tight")
@@ -45,7 +46,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str,
         ax.legend(fontsize=8)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(epochs), 12)))
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path,
@@ -68,4 +69,4 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from cnnlab import runs  # noqa: E402
-from cnnlab.plots import _save  # noqa: E402
+from cnnlab.plots import save_figure  # noqa: E402
 from cnnlab.sweep_results import Curves  # noqa: E402
 
 # The reference report's Table 1 (its machine): batch size -> (ms per step, s per epoch).
@@ -105,7 +105,7 @@ def plot_curve_overlay(curves: Sequence[Curves], path: Path, title: str) -> None
                title="run")
     fig.suptitle(f"{title}: learning curves of every run")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -131,7 +131,7 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
     ax.set_title(f"{title}: accuracy by run")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -157,7 +157,7 @@ def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}: training time (validation excluded)")
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_timing_table(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
@@ -179,7 +179,7 @@ def plot_timing_table(table: Sequence[dict[str, Any]], path: Path, title: str) -
             cell.set_text_props(weight="bold")
             cell.set_facecolor("#e8e8e8")
     ax.set_title(f"{title}: Table 1, time per step and per epoch by batch size", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def draw_all(out_dir: Path, title: str, rows: Sequence[dict[str, Any]], params: list[str],
