@@ -289,7 +289,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _closest(key: str) -> str:
+def closest_key(key: str) -> str:
+    """A 'did you mean ...?' hint for an unknown dotted key."""
     match = difflib.get_close_matches(key, ALL_KEYS, n=1, cutoff=0.5)
     if not match:
         leaf = key.rsplit(".", 1)[-1]
@@ -311,10 +312,10 @@ def _check_keys(raw: Mapping[str, Any], origin: str) -> None:
             for sub in value:
                 if sub not in SCHEMA[key]:
                     raise ConfigError(
-                        f"{origin}: unknown key '{key}.{sub}'; {_closest(f'{key}.{sub}')}"
+                        f"{origin}: unknown key '{key}.{sub}'; {closest_key(f'{key}.{sub}')}"
                     )
         elif key not in SCHEMA[""]:
-            raise ConfigError(f"{origin}: unknown key '{key}'; {_closest(str(key))}")
+            raise ConfigError(f"{origin}: unknown key '{key}'; {closest_key(str(key))}")
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
@@ -400,7 +401,7 @@ def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any]) -> dict[str,
     for key, value in pairs:
         parts = key.split(".")
         if len(parts) > 2 or (len(parts) == 2 and parts[0] not in SECTIONS):
-            raise ConfigError(f"--set {key}: unknown key; {_closest(key)}")
+            raise ConfigError(f"--set {key}: unknown key; {closest_key(key)}")
         target = nested
         for part in parts[:-1]:
             target = target.setdefault(part, {})

@@ -41,7 +41,7 @@ from cnnlab.config import (
     SCHEMA,
     SECTIONS,
     Config,
-    _closest,
+    closest_key,
     config_from_dict,
     merge,
     overrides_to_dict,
@@ -213,7 +213,7 @@ def _check_key(key: Any, where: str) -> str:
     section, _, leaf = key.rpartition(".")
     if key in SCHEMA[""] or (section in SECTIONS and leaf in SCHEMA[section]):
         return key
-    raise ConfigError(f"{where}: unknown key '{key}'; {_closest(key)}")
+    raise ConfigError(f"{where}: unknown key '{key}'; {closest_key(key)}")
 
 
 def _dotted(value: Any, where: str) -> dict[str, Any]:
