@@ -76,9 +76,9 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
         runs.check_resumable(out, cfg.to_dict())
     elif out is not None:
         runs.check_out_dir(out)
-    from cnnlab.training import train as run_training
+    import cnnlab
 
-    run_training(cfg, out, log=click.echo, resume=resume)
+    cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks oneDNN, then imports TF
 
 
 @main.command()

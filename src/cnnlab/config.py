@@ -77,6 +77,7 @@ class TrainConfig:
     deterministic: bool = True
     verbose: int = 2
     steps_per_execution: int | str = "auto"
+    onednn: bool | str = "auto"  # oneDNN kernels; auto: on from batch 4 up (cnnlab.runtime)
     distribute: str = "none"  # mirrored: tf.distribute.MirroredStrategy; batch_size is global
 
 
@@ -267,6 +268,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "deterministic": _bool,
         "verbose": _choice(0, 1, 2),
         "steps_per_execution": _auto_or(_int(1)),
+        "onednn": _auto_or(_bool),
         "distribute": _choice("none", "mirrored"),
     },
     "tracking": {

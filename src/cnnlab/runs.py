@@ -102,8 +102,12 @@ def check_resumable(out: str | Path | None, config: dict[str, Any]) -> Path:
 
 
 def config_differences(old: Any, new: Any) -> list[str]:
-    """The dotted keys whose values differ between two config dicts, sorted."""
-    flat_old, flat_new = _flatten(old), _flatten(new)
+    """The dotted keys whose values differ between two config dicts, sorted. A key that
+    ``old`` lacks (recorded before the key existed) counts as its default value."""
+    from cnnlab.config import Config
+
+    flat_old = {**_flatten(Config().to_dict()), **_flatten(old)}
+    flat_new = _flatten(new)
     return sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
 
 

@@ -36,7 +36,7 @@ from typing import IO, Any
 
 import yaml
 
-from cnnlab import runs, sweep_results
+from cnnlab import child_run, runs, runtime, sweep_results
 from cnnlab.config import (
     SCHEMA,
     SECTIONS,
@@ -341,6 +341,9 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
 
             run_on_ray(sweep, sweep_dir, log, backend_options or RayOptions())
         durations: list[float] = []
+        if backend == "local":  # this process's oneDNN setting: the one most runs want
+            runtime.select_for(r.config for r in sweep.runs
+                               if not (sweep_dir / r.id / "metrics.json").exists())
         for run in sweep.runs if backend == "local" else ():
             _run_one(sweep, run, sweep_dir, durations, log)
             sweep_results.write_sweep_results(sweep, sweep_dir)
@@ -371,14 +374,21 @@ def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float
            if durations else f"{runs_left}, time estimate after the first one")
     log(f"{prefix}: {format_overrides(run.overrides)} -- {eta}")
     start = time.monotonic()
+    onednn = runtime.wants_onednn(run.config.train)
     try:
-        training.train(run.config, run_dir, log=lambda line: log(f"    {line}"))
+        if onednn == runtime.onednn_active():
+            training.train(run.config, run_dir, log=lambda line: log(f"    {line}"))
+        else:  # oneDNN is fixed at TensorFlow's import: this run needs a fresh process
+            log(f"    oneDNN {'on' if onednn else 'off'} for this run: trained in a child "
+                "process")
+            child_run.train_in_child(run.config, run_dir, onednn, lambda line: log(f"    {line}"))
     except (training.TrainingInterrupted, KeyboardInterrupt):
         raise SweepInterrupted(sweep_dir) from None
     except CnnlabError:
         raise
     except Exception as exc:  # one broken run (e.g. out of memory) must not end the sweep
-        message = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+        message = str(exc) if isinstance(exc, child_run.ChildRunFailed) else (
+            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
         runs.write_json(run_dir / "error.json", {"status": "failed", "error": message})
         log(f"{prefix}: failed ({message}); the sweep goes on, rerun it to retry this run")
     durations.append(time.monotonic() - start)

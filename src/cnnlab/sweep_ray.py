@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnlab import runs, sweep_results
+from cnnlab import runs, runtime, sweep_results
 from cnnlab.errors import CnnlabError
 
 if TYPE_CHECKING:
@@ -90,11 +90,15 @@ def _warm_cache(pending: list[SweepRun], log: Log) -> None:
             data.read_cached(located.path, cfg, log)
 
 
+def forwarded_env() -> dict[str, str]:
+    return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+
+
 def _init(ray: Any, options: RayOptions, log: Log) -> bool:
     """Connect to (or start) Ray; True when this call started it and must shut it down."""
     if ray.is_initialized():
         return False
-    env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+    env = forwarded_env()
     runtime_env = {"env_vars": env} if env else None
     if options.address:
         ray.init(address=options.address, runtime_env=runtime_env, logging_level="WARNING")
@@ -120,8 +124,10 @@ def _submit_and_wait(ray: Any, sweep: Sweep, sweep_dir: Path, pending: list[Swee
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a partial folder of an earlier attempt
         attempts[run.id] = attempts.get(run.id, 0) + 1
-        in_flight[task.remote(run.config, str(run_dir.resolve()), run.id, cwd,
-                              options.cpus_per_run)] = run
+        # oneDNN is fixed when a worker imports TensorFlow: Ray keeps workers per env
+        env = {**forwarded_env(), **runtime.child_env(runtime.wants_onednn(run.config.train))}
+        in_flight[task.options(runtime_env={"env_vars": env}).remote(
+            run.config, str(run_dir.resolve()), run.id, cwd, options.cpus_per_run)] = run
 
     for run in pending:
         submit(run)

@@ -2,7 +2,8 @@
 
 TensorFlow prints start-up log lines (CUDA probing, oneDNN notices) that the
 user did not ask for; they are silenced here, before the first import, unless
-the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves.
+the user set ``TF_CPP_MIN_LOG_LEVEL`` themselves. oneDNN is chosen here too, unless
+:mod:`cnnlab.runtime` chose it already from the config.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import contextlib
 import os
 import sys
 
+from cnnlab import runtime
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+runtime.select_default()  # before the import: TensorFlow reads it once
 
 
 @contextlib.contextmanager
