@@ -29,11 +29,11 @@ if TYPE_CHECKING:
 def train(config: Config, out_dir: str | Path | None = None, **kwargs: Any) -> Run:
     """Train a config and write its run folder (see :func:`cnnlab.training.train`).
 
-    Chooses oneDNN from the config first (:mod:`cnnlab.runtime`) when TensorFlow is not
-    imported yet."""
+    Chooses TensorFlow's CPU settings (oneDNN, threads) from the config first
+    (:mod:`cnnlab.runtime`) when TensorFlow is not imported yet."""
     from cnnlab import runtime
 
-    runtime.select_onednn(runtime.wants_onednn(config.train))
+    runtime.select(runtime.wanted(config.train))
     from cnnlab.training import train as _train
 
     return _train(config, out_dir, **kwargs)

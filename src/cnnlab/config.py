@@ -78,6 +78,7 @@ class TrainConfig:
     verbose: int = 2
     steps_per_execution: int | str = "auto"
     onednn: bool | str = "auto"  # oneDNN kernels; auto: on from batch 4 up (cnnlab.runtime)
+    threads: int | str = "auto"  # TensorFlow op threads, 0 = all cores; auto: 1 up to batch 16
     distribute: str = "none"  # mirrored: tf.distribute.MirroredStrategy; batch_size is global
 
 
@@ -269,6 +270,7 @@ SCHEMA: dict[str, dict[str, Check]] = {
         "verbose": _choice(0, 1, 2),
         "steps_per_execution": _auto_or(_int(1)),
         "onednn": _auto_or(_bool),
+        "threads": _auto_or(_int(0)),
         "distribute": _choice("none", "mirrored"),
     },
     "tracking": {

@@ -1,84 +1,129 @@
-"""Process-wide TensorFlow settings chosen from the config, before TensorFlow is imported.
+"""Process-wide TensorFlow CPU settings, chosen from the config before TensorFlow is imported.
 
-TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is imported, and decides then
-whether convolutions, pooling and dense layers run on oneDNN's kernels or on Eigen's.
-On CPUs without AVX-512 VNNI (such as this project's AMD EPYC) it is off by default,
-yet it makes the baseline's training step 2-4x faster from batch 4 up; at batch 1-2
-oneDNN's per-call cost makes it slower (measured in ``benchmarks/bench_train.py``).
-``train.onednn: auto`` therefore turns it on from :data:`ONEDNN_MIN_BATCH` up.
+Two settings make the study's small CNNs 1.5-3x faster on a CPU, and TensorFlow reads
+both once per process:
 
-Because the setting belongs to the process, this module never imports TensorFlow:
-:func:`select_onednn` must run first, and :func:`onednn_active` says what the process
-actually got. A sweep whose runs want both settings trains the minority in a child
-process (:mod:`cnnlab.child_run`).
+- **oneDNN** (``TF_ENABLE_ONEDNN_OPTS``): on CPUs without AVX-512 VNNI (such as this
+  project's AMD EPYC) TensorFlow runs Eigen's convolution, which is 3-7x slower here
+  from batch 4 up; at batch 1-2 oneDNN's per-call cost makes it slower instead.
+- **threads** (``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS``): at batch
+  4-16 one thread beats two, because the ops are too small to split.
+
+``train.onednn`` and ``train.threads`` (both ``auto`` by default) choose them per run
+(:func:`wanted`); :func:`select` applies them before TensorFlow's import, and
+:func:`active` says what the process got. A sweep trains the runs that want other
+settings in child processes (:mod:`cnnlab.child_run`). Thresholds measured with
+``benchmarks/bench_train.py``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from cnnlab.config import Config, TrainConfig
 
-ENV = "TF_ENABLE_ONEDNN_OPTS"
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
+THREAD_ENVS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 ONEDNN_MIN_BATCH = 4  # measured: off is faster at batch 1, even at 2, on from 4 up
-_SELECTED = "CNNLAB_ONEDNN_SELECTED"  # marks ENV as set by cnnlab (inherited by children)
-# The user's own setting, read before cnnlab sets anything:
-_USER_ENV = None if os.environ.get(_SELECTED) else os.environ.get(ENV)
+ONE_THREAD_MAX_BATCH = 16  # measured: 1 thread faster at batch 4-16, slower from 32
+_SELECTED = "CNNLAB_SETTINGS_SELECTED"  # marks the variables as cnnlab's (children inherit)
+# The user's own settings, read before cnnlab sets anything:
+_USER_ONEDNN = None if os.environ.get(_SELECTED) else os.environ.get(ONEDNN_ENV)
+_USER_THREADS = None if os.environ.get(_SELECTED) else os.environ.get(THREAD_ENVS[0])
 
 
-def wants_onednn(cfg: TrainConfig) -> bool:
-    """The oneDNN setting a run asks for: ``train.onednn``, or for ``auto`` the user's
-    ``TF_ENABLE_ONEDNN_OPTS`` if set, else on from batch :data:`ONEDNN_MIN_BATCH` up."""
+class Settings(NamedTuple):
+    """TensorFlow's process-wide CPU settings: oneDNN on/off, op threads (0: all cores)."""
+
+    onednn: bool
+    threads: int
+
+    def describe(self) -> str:
+        threads = "all cores" if self.threads == 0 else (
+            f"{self.threads} thread" + ("s" if self.threads > 1 else ""))
+        return f"oneDNN {'on' if self.onednn else 'off'}, {threads}"
+
+
+def _truthy(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "on", "yes")
+
+
+def _threads_from(text: str | None) -> int:
+    try:
+        return max(0, int(text)) if text else 0
+    except ValueError:
+        return 0
+
+
+def wanted(cfg: TrainConfig) -> Settings:
+    """The settings a run asks for. ``auto``: the user's environment variable if set, else
+    oneDNN on from batch :data:`ONEDNN_MIN_BATCH` and one thread up to batch
+    :data:`ONE_THREAD_MAX_BATCH`."""
     if cfg.onednn != "auto":
-        return bool(cfg.onednn)
-    if _USER_ENV is not None:
-        return _USER_ENV.strip().lower() in ("1", "true", "on", "yes")
-    return cfg.batch_size >= ONEDNN_MIN_BATCH
+        onednn = bool(cfg.onednn)
+    elif _USER_ONEDNN is not None:
+        onednn = _truthy(_USER_ONEDNN)
+    else:
+        onednn = cfg.batch_size >= ONEDNN_MIN_BATCH
+    if cfg.threads != "auto":
+        threads = int(cfg.threads)
+    elif _USER_THREADS is not None:
+        threads = _threads_from(_USER_THREADS)
+    else:
+        threads = 1 if cfg.batch_size <= ONE_THREAD_MAX_BATCH else 0
+    return Settings(onednn, threads)
 
 
 def tensorflow_imported() -> bool:
     return "tensorflow" in sys.modules
 
 
-def select_onednn(on: bool) -> bool:
-    """Ask for oneDNN on or off in this process; True if it will take effect (TensorFlow
-    not imported yet), False if the process already made its choice."""
+def environment(settings: Settings) -> dict[str, str]:
+    """Environment variables that give a new process these settings (children, Ray)."""
+    env = {ONEDNN_ENV: "1" if settings.onednn else "0", _SELECTED: "1"}
+    for name in THREAD_ENVS:
+        env[name] = str(settings.threads)  # 0: TensorFlow's default, all cores
+    return env
+
+
+def select(settings: Settings) -> bool:
+    """Ask for ``settings`` in this process; True if they will take effect (TensorFlow not
+    imported yet, or imported with them already), False if the process has others."""
     if tensorflow_imported():
-        return onednn_active() == on
-    os.environ[ENV] = "1" if on else "0"
-    os.environ[_SELECTED] = "1"
+        return active() == settings
+    os.environ.update(environment(settings))
     return True
 
 
-def child_env(on: bool) -> dict[str, str]:
-    """Environment variables that give a new process this oneDNN setting (Ray workers)."""
-    return {ENV: "1" if on else "0", _SELECTED: "1"}
+def select_for(configs: Iterable[Config]) -> Settings | None:
+    """Set this process up for the settings most of ``configs`` want; returns them."""
+    counts = Counter(wanted(c.train) for c in configs)
+    if not counts:
+        return None
+    settings = counts.most_common(1)[0][0]
+    select(settings)
+    return settings
 
 
 def select_default() -> None:
     """oneDNN on for a process that selected nothing (evaluation, plots), unless the user
-    set ``TF_ENABLE_ONEDNN_OPTS``."""
-    if ENV not in os.environ:
-        select_onednn(True)
+    set ``TF_ENABLE_ONEDNN_OPTS``; threads are left to TensorFlow."""
+    if ONEDNN_ENV not in os.environ:
+        os.environ.update({ONEDNN_ENV: "1", _SELECTED: "1"})
 
 
-def select_for(configs: Iterable[Config]) -> bool:
-    """Set this process up for the most of ``configs`` (ties: on); returns the choice."""
-    wanted = [wants_onednn(c.train) for c in configs]
-    on = sum(wanted) * 2 >= len(wanted)
-    select_onednn(on)
-    return on
-
-
-def onednn_active() -> bool:
-    """Whether this process runs TensorFlow with oneDNN (decided at TensorFlow's import)."""
+def active() -> Settings:
+    """The settings this process runs (or will run) TensorFlow with."""
+    onednn = _truthy(os.environ.get(ONEDNN_ENV, "0"))
     if tensorflow_imported():
         try:
             from tensorflow.python.util import _pywrap_util_port
 
-            return bool(_pywrap_util_port.IsMklEnabled())
-        except (ImportError, AttributeError):  # private API: fall back on the variable
+            onednn = bool(_pywrap_util_port.IsMklEnabled())
+        except (ImportError, AttributeError):  # private API: keep the variable's value
             pass
-    return os.environ.get(ENV, "0").strip().lower() in ("1", "true", "on", "yes")
+    return Settings(onednn, _threads_from(os.environ.get(THREAD_ENVS[0])))

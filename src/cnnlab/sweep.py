@@ -340,13 +340,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
             from cnnlab.sweep_ray import RayOptions, run_on_ray
 
             run_on_ray(sweep, sweep_dir, log, backend_options or RayOptions())
-        durations: list[float] = []
-        if backend == "local":  # this process's oneDNN setting: the one most runs want
-            runtime.select_for(r.config for r in sweep.runs
-                               if not (sweep_dir / r.id / "metrics.json").exists())
-        for run in sweep.runs if backend == "local" else ():
-            _run_one(sweep, run, sweep_dir, durations, log)
-            sweep_results.write_sweep_results(sweep, sweep_dir)
+        if backend == "local":
+            _run_locally(sweep, sweep_dir, log)
         sweep_results.finish_sweep(sweep, sweep_dir, log)
         from cnnlab.tracking import write_sweep_hparams
 
@@ -356,8 +351,27 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     return sweep_dir
 
 
+def _run_locally(sweep: Sweep, sweep_dir: Path, log: Log) -> None:
+    """Every unfinished run in order: in this process if it wants this process's TensorFlow
+    CPU settings (the ones most runs want), else in the child process for its settings."""
+    pending = [r for r in sweep.runs if not (sweep_dir / r.id / "metrics.json").exists()]
+    runtime.select_for(r.config for r in pending)
+    last_of = {runtime.wanted(r.config.train): r.id for r in pending}
+    children = child_run.ChildPool()
+    durations: list[float] = []
+    try:
+        for run in sweep.runs:
+            _run_one(sweep, run, sweep_dir, durations, log, children)
+            sweep_results.write_sweep_results(sweep, sweep_dir)
+            settings = runtime.wanted(run.config.train)
+            if last_of.get(settings) == run.id:
+                children.close(settings)  # no run left for it: free its memory
+    finally:
+        children.close()
+
+
 def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float],
-             log: Log) -> None:
+             log: Log, children: child_run.ChildPool) -> None:
     from cnnlab import training
 
     run_dir = sweep_dir / run.id
@@ -374,14 +388,12 @@ def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float
            if durations else f"{runs_left}, time estimate after the first one")
     log(f"{prefix}: {format_overrides(run.overrides)} -- {eta}")
     start = time.monotonic()
-    onednn = runtime.wants_onednn(run.config.train)
+    settings = runtime.wanted(run.config.train)
     try:
-        if onednn == runtime.onednn_active():
+        if settings == runtime.active():
             training.train(run.config, run_dir, log=lambda line: log(f"    {line}"))
-        else:  # oneDNN is fixed at TensorFlow's import: this run needs a fresh process
-            log(f"    oneDNN {'on' if onednn else 'off'} for this run: trained in a child "
-                "process")
-            child_run.train_in_child(run.config, run_dir, onednn, lambda line: log(f"    {line}"))
+        else:  # fixed at TensorFlow's import: another process has them
+            children.get(settings).train(run.config, run_dir, lambda line: log(f"    {line}"))
     except (training.TrainingInterrupted, KeyboardInterrupt):
         raise SweepInterrupted(sweep_dir) from None
     except CnnlabError:

@@ -124,8 +124,9 @@ def _submit_and_wait(ray: Any, sweep: Sweep, sweep_dir: Path, pending: list[Swee
         if run_dir.exists():
             shutil.rmtree(run_dir)  # a partial folder of an earlier attempt
         attempts[run.id] = attempts.get(run.id, 0) + 1
-        # oneDNN is fixed when a worker imports TensorFlow: Ray keeps workers per env
-        env = {**forwarded_env(), **runtime.child_env(runtime.wants_onednn(run.config.train))}
+        # oneDNN and threads are fixed when a worker imports TensorFlow: Ray keeps
+        # separate workers per environment
+        env = {**forwarded_env(), **runtime.environment(runtime.wanted(run.config.train))}
         in_flight[task.options(runtime_env={"env_vars": env}).remote(
             run.config, str(run_dir.resolve()), run.id, cwd, options.cpus_per_run)] = run
 

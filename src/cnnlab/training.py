@@ -73,19 +73,19 @@ def environment() -> dict[str, Any]:
     return {
         "cnnlab": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
-        "cpu": cpu, "cpu_count": os.cpu_count(), "onednn": runtime.onednn_active(),
+        "cpu": cpu, "cpu_count": os.cpu_count(), "tensorflow_cpu": runtime.active()._asdict(),
     }
 
 
-def _note_onednn(config: Config, log: Log) -> None:
-    """Say so when this process's oneDNN setting (fixed at TensorFlow's import) is not the
-    one the config asks for; the run goes on with it and records it."""
-    wanted, active = runtime.wants_onednn(config.train), runtime.onednn_active()
+def _note_settings(config: Config, log: Log) -> None:
+    """Say so when this process's CPU settings (fixed at TensorFlow's import) are not the
+    ones the config asks for; the run goes on with them and records them."""
+    wanted, active = runtime.wanted(config.train), runtime.active()
     if wanted != active:
-        log(f"note: train.onednn asks for oneDNN {'on' if wanted else 'off'}, but TensorFlow "
-            f"was imported with it {'on' if active else 'off'} in this process; the run uses "
-            f"that (recorded). Train from the CLI, or call cnnlab.train before TensorFlow is "
-            f"imported, to get it")
+        log(f"note: train.onednn/train.threads ask for {wanted.describe()}, but TensorFlow "
+            f"was imported with {active.describe()} in this process; the run uses that "
+            f"(recorded). Train from the CLI, or call cnnlab.train before TensorFlow is "
+            f"imported, to get them")
 
 
 def _seed_everything(config: Config) -> None:
@@ -218,7 +218,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     if config.data.source == "cifar10":  # input shape known without reading data: fail fast
         check_fits(config.model, input_spec(config.data)[0])
     data = load_dataset(config.data, config.seed, log)
-    _note_onednn(config, log)
+    _note_settings(config, log)
     _seed_everything(config)
     with distribute.scope(config.train):  # train.distribute: mirrored -> MirroredStrategy
         model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
