@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(("onednn", "threads", "batch", "user_env", "expected"), [
     ("auto", "auto", 1, None, (False, 1)), ("auto", "auto", 2, None, (False, 1)),
-    ("auto", "auto", 4, None, (True, 1)), ("auto", "auto", 16, None, (True, 1)),
+    ("auto", "auto", 4, None, (True, 1)), ("auto", "auto", 8, None, (True, 1)),
+    ("auto", "auto", 16, None, (True, 0)),
     ("auto", "auto", 32, None, (True, 0)), ("auto", "auto", 256, None, (True, 0)),
     ("auto", "auto", 256, ("0", "2"), (False, 2)), ("auto", "auto", 1, ("1", None), (True, 1)),
     (True, 3, 1, ("0", "2"), (True, 3)), (False, 0, 8, ("1", "1"), (False, 0)),

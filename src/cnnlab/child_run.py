@@ -2,7 +2,7 @@
 
 A sweep trains its runs in one process, but oneDNN and the op threads are fixed when
 TensorFlow is imported (:mod:`cnnlab.runtime`). Runs that want other settings (batch
-1-16 in the batch-size sweep) are trained in a ``spawn`` child per distinct setting:
+1-8 in the batch-size sweep) are trained in a ``spawn`` child per distinct setting:
 the child selects its settings, imports TensorFlow once, and trains the runs it is
 sent one by one, sending back their log lines and how each ended. Each child costs one
 TensorFlow import and is stopped after the last run that needs it.

@@ -78,7 +78,7 @@ class TrainConfig:
     verbose: int = 2
     steps_per_execution: int | str = "auto"
     onednn: bool | str = "auto"  # oneDNN kernels; auto: on from batch 4 up (cnnlab.runtime)
-    threads: int | str = "auto"  # TensorFlow op threads, 0 = all cores; auto: 1 up to batch 16
+    threads: int | str = "auto"  # TensorFlow op threads, 0 = all cores; auto: 1 up to batch 8
     distribute: str = "none"  # mirrored: tf.distribute.MirroredStrategy; batch_size is global
 
 

@@ -7,7 +7,7 @@ both once per process:
   project's AMD EPYC) TensorFlow runs Eigen's convolution, which is 3-7x slower here
   from batch 4 up; at batch 1-2 oneDNN's per-call cost makes it slower instead.
 - **threads** (``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS``): at batch
-  4-16 one thread beats two, because the ops are too small to split.
+  4-8 one thread beats two, because the ops are too small to split.
 
 ``train.onednn`` and ``train.threads`` (both ``auto`` by default) choose them per run
 (:func:`wanted`); :func:`select` applies them before TensorFlow's import, and
@@ -29,7 +29,7 @@ from cnnlab.config import Config, TrainConfig
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 THREAD_ENVS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 ONEDNN_MIN_BATCH = 4  # measured: off is faster at batch 1, even at 2, on from 4 up
-ONE_THREAD_MAX_BATCH = 16  # measured: 1 thread faster at batch 4-16, slower from 32
+ONE_THREAD_MAX_BATCH = 8  # measured: 1 thread faster at batch 4-8, not at 16, slower at 32
 _SELECTED = "CNNLAB_SETTINGS_SELECTED"  # marks the variables as cnnlab's (children inherit)
 # The user's own settings, read before cnnlab sets anything:
 _USER_ONEDNN = None if os.environ.get(_SELECTED) else os.environ.get(ONEDNN_ENV)
