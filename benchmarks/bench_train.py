@@ -59,7 +59,7 @@ def worker_cnnlab(args: argparse.Namespace) -> dict:
     from cnnlab import train
 
     cfg = baseline_config(args, **dict(parse_set(s) for s in args.set))
-    with tempfile.TemporaryDirectory() as tmp:  # cnnlab.train: oneDNN chosen as the CLI does
+    with tempfile.TemporaryDirectory() as tmp:  # cnnlab.train: CPU settings chosen as the CLI does
         run = train(cfg, Path(tmp) / "run", log=lambda _: None)
     return {"ms_per_epoch_step": [r["ms_per_step"] for r in run.history]}
 

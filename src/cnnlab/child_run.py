@@ -137,5 +137,4 @@ def _train_one(training: Any, config: Config, run_dir: str, conn: Any) -> tuple[
     except errors.CnnlabError as exc:
         return ("user-error", type(exc).__name__, str(exc))
     except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return ("failed", f"{type(exc).__name__}: {first_line}")
+        return ("failed", errors.one_line(exc))

@@ -78,7 +78,7 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
         runs.check_out_dir(out)
     import cnnlab
 
-    cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks oneDNN, then imports TF
+    cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks CPU settings, then imports TF
 
 
 @main.command()

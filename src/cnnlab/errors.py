@@ -15,3 +15,9 @@ class DataError(CnnlabError):
 
 class RunError(CnnlabError):
     """A run folder that is missing, unfinished or would be overwritten."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, for recording a failure in a results file."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"

@@ -49,7 +49,7 @@ from cnnlab.config import (
     read_yaml,
     resolve_config_path,
 )
-from cnnlab.errors import CnnlabError, ConfigError, RunError
+from cnnlab.errors import CnnlabError, ConfigError, RunError, one_line
 from cnnlab.sweep_results import format_value
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
@@ -361,9 +361,9 @@ def _run_locally(sweep: Sweep, sweep_dir: Path, log: Log) -> None:
     durations: list[float] = []
     try:
         for run in sweep.runs:
-            _run_one(sweep, run, sweep_dir, durations, log, children)
-            sweep_results.write_sweep_results(sweep, sweep_dir)
             settings = runtime.wanted(run.config.train)
+            _run_one(sweep, run, sweep_dir, durations, log, settings, children)
+            sweep_results.write_sweep_results(sweep, sweep_dir)
             if last_of.get(settings) == run.id:
                 children.close(settings)  # no run left for it: free its memory
     finally:
@@ -371,7 +371,7 @@ def _run_locally(sweep: Sweep, sweep_dir: Path, log: Log) -> None:
 
 
 def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float],
-             log: Log, children: child_run.ChildPool) -> None:
+             log: Log, settings: runtime.Settings, children: child_run.ChildPool) -> None:
     from cnnlab import training
 
     run_dir = sweep_dir / run.id
@@ -388,7 +388,6 @@ def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float
            if durations else f"{runs_left}, time estimate after the first one")
     log(f"{prefix}: {format_overrides(run.overrides)} -- {eta}")
     start = time.monotonic()
-    settings = runtime.wanted(run.config.train)
     try:
         if settings == runtime.active():
             training.train(run.config, run_dir, log=lambda line: log(f"    {line}"))
@@ -399,8 +398,7 @@ def _run_one(sweep: Sweep, run: SweepRun, sweep_dir: Path, durations: list[float
     except CnnlabError:
         raise
     except Exception as exc:  # one broken run (e.g. out of memory) must not end the sweep
-        message = str(exc) if isinstance(exc, child_run.ChildRunFailed) else (
-            f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}")
+        message = str(exc) if isinstance(exc, child_run.ChildRunFailed) else one_line(exc)
         runs.write_json(run_dir / "error.json", {"status": "failed", "error": message})
         log(f"{prefix}: failed ({message}); the sweep goes on, rerun it to retry this run")
     durations.append(time.monotonic() - start)

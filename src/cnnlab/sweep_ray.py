@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cnnlab import runs, runtime, sweep_results
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, one_line
 
 if TYPE_CHECKING:
     from cnnlab.sweep import Sweep, SweepRun
@@ -180,7 +180,8 @@ def _message(exc: Exception) -> str:
     text = str(cause).strip()
     if type(cause).__name__.startswith("RayTaskError"):
         text = text.splitlines()[-1] if text else ""
-    return f"{type(cause).__name__}: {text.splitlines()[0] if text else ''}"
+        return f"{type(cause).__name__}: {text}"
+    return one_line(cause)
 
 
 def train_task(config: Any, run_dir: str, run_id: str, cwd: str, cpus: float) -> str:
