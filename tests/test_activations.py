@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from helpers import assert_png
 from PIL import Image
 
 from cnnlab import activations as act
@@ -57,14 +58,16 @@ def gray_folder(tmp_path_factory, sample_archive) -> Path:
 
 @pytest.mark.parametrize("base, filters", [("baseline", [8]), ("best", [8, 16, 32])])
 def test_maps_for_reference_models(reference_runs, base, filters):
-    opened = act.open_run(reference_runs[base])
-    layers = act.check_layers(opened.model, [])
+    run = runs.read_run(reference_runs[base])
+    model = runs.load_run_model(run)
+    images, labels, _ = act.load_split(run, "test")
+    layers = act.check_layers(model, [])
     assert layers == [f"block{i}_conv" for i in range(1, len(filters) + 1)]
-    chosen = act.default_images(opened.labels)
-    assert len({int(opened.labels[i]) for i in chosen}) == len(chosen) == 3
+    chosen = act.default_images(labels)
+    assert len({int(labels[i]) for i in chosen}) == len(chosen) == 3
     size = 32
     for layer, count in zip(layers, filters, strict=True):
-        maps = act.feature_maps(opened.model, layer, opened.images[chosen])
+        maps = act.feature_maps(model, layer, images[chosen])
         assert maps.shape == (3, size, size, count) and (maps >= 0).all()  # post-ReLU
         masks = act.summed_mask(maps, (32, 32))
         assert masks.shape == (3, 32, 32) and masks.min() >= 0 and masks.max() <= 1
@@ -86,15 +89,16 @@ def test_grayscale_image_folder_run(tmp_path, gray_folder, cache_dir):
     run = _train(tmp_path / "gray", "best", **{
         "data.source": "imagefolder", "data.path": str(gray_folder), "data.cache_dir":
         str(cache_dir), "data.train_size": 90, "data.val_size": 30, "data.test_size": 30})
-    opened = act.open_run(run)
-    assert opened.images.shape[1:] == (32, 32, 1)
-    assert opened.class_names == ("cat", "ship", "truck")
-    assert display_image(opened.images[0]).shape == (32, 32)
+    images, _, class_names = act.load_split(runs.read_run(run), "test")
+    assert images.shape[1:] == (32, 32, 1)
+    assert class_names == ("cat", "ship", "truck")
+    assert display_image(images[0]).shape == (32, 32)
     written = plot_activations(run, layers=["block1_conv", "block2_pool"], images=[0, 29])
     assert {p.name for p in written} == {"block1_conv-test0000.png", "block1_conv-test0029.png",
                                         "block2_pool-test0000.png", "block2_pool-test0029.png"}
     heat = plot_activations(run, method="gradcam", images=[3], out=tmp_path / "cam")
     assert [p.name for p in heat] == ["gradcam-block3_conv-test0003.png"]
+    assert_png(heat[0], (600, 200), aspect=(2.0, 4.5))  # input, heat map, overlay in a row
 
 
 def test_summed_mask_matches_hand_computation():
@@ -156,13 +160,13 @@ def test_grad_cam_highlights_the_deciding_region():
 
 
 def test_unknown_layer_and_bad_image_index(reference_runs):
-    model = act.load_run_model(runs.read_run(reference_runs["best"]))
+    model = runs.load_run_model(runs.read_run(reference_runs["best"]))
     with pytest.raises(ConfigError, match="valid layers: block1_conv, block1_pool, block2"):
         act.check_layers(model, ["block9_conv"])
     with pytest.raises(ConfigError, match=r"has 60 images \(0..59\)"):
         act.check_images([60], "test", 60)
     with pytest.raises(RunError, match="not a finished run"):
-        act.open_run(reference_runs["best"].parent)
+        runs.read_run(reference_runs["best"].parent)
 
 
 def _cli_error(args: list[str]) -> str:
@@ -193,9 +197,13 @@ def test_cli_draws_and_rebuilds_the_report(tmp_path, reference_runs):
     result = CliRunner().invoke(main, ["plot-activations", str(run), "--image", "5",
                                        "--out", str(tmp_path / "maps")])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "maps" / "block1_conv-test0005.png").exists()
+    drawn = assert_png(tmp_path / "maps" / "block1_conv-test0005.png", (500, 350))
+    assert drawn.shape[1] > drawn.shape[0]  # image and mask on the left, 8 maps beside them
     result = CliRunner().invoke(main, ["plot-activations", str(run), "--method", "gradcam",
                                        "--image", "5", "--image", "6"])
     assert result.exit_code == 0, result.output
     page = (run / "report.html").read_text()
     assert "activations/gradcam-block1_conv-test0006.png" in page
+    for index in (5, 6):
+        assert_png(run / "activations" / f"gradcam-block1_conv-test{index:04d}.png", (600, 200),
+                   aspect=(2.0, 4.5))

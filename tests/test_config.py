@@ -118,3 +118,18 @@ def test_config_is_frozen() -> None:
     cfg = Config()
     with pytest.raises(AttributeError):
         cfg.seed = 3  # type: ignore[misc]
+
+
+def test_config_reference_is_generated_from_the_schema_and_the_docs_match() -> None:
+    from click.testing import CliRunner
+
+    from cnnlab.cli import main
+    from cnnlab.config import ALL_KEYS, SECTIONS, reference
+
+    printed = CliRunner().invoke(main, ["config", "--keys"])
+    assert printed.exit_code == 0 and printed.output == reference()
+    rows = [line for line in reference().splitlines()[2:]]
+    assert [row.split("`")[1] for row in rows] == [k for k in ALL_KEYS if k not in SECTIONS]
+    assert "| `train.batch_size` | `32` | an integer >= 1 | batch size |" in rows
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    assert reference() in docs, "docs/config.md drifted: paste `cnnlab config --keys` over it"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab import child_run, runtime
+from cnnlab import executors, runtime
 from cnnlab.errors import DataError
-from cnnlab.sweep import run_sweep, sweep_from_dict
+from cnnlab.sweep import SweepRun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,7 +37,7 @@ def test_auto_settings_follow_the_batch_size_unless_the_user_chose(
 
 def test_a_process_that_already_imported_tensorflow_keeps_its_settings_and_says_so(
         tiny_config, tmp_path: Path) -> None:
-    from cnnlab.training import train
+    from cnnlab.training import train  # imports TensorFlow, whatever ran before
 
     active = runtime.active()
     other = runtime.Settings(not active.onednn, active.threads)
@@ -53,8 +53,7 @@ def test_a_process_that_already_imported_tensorflow_keeps_its_settings_and_says_
 
 def test_cli_train_picks_onednn_from_the_batch_size(sample_archive: Path, cache_dir: Path,
                                                    tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items()
-           if k not in (runtime.ONEDNN_ENV, *runtime.THREAD_ENVS, "CNNLAB_SETTINGS_SELECTED")}
+    env = clean_env()
     out = subprocess.run(
         [sys.executable, "-m", "cnnlab", "train", "baseline", "--out", str(tmp_path / "run"),
          "--set", f"data.path={sample_archive}", "--set", f"data.cache_dir={cache_dir}",
@@ -69,50 +68,67 @@ def test_cli_train_picks_onednn_from_the_batch_size(sample_archive: Path, cache_
     assert "onednn: auto" in (tmp_path / "run" / "config.yaml").read_text(encoding="utf-8")
 
 
-def test_sweep_trains_runs_wanting_other_settings_in_one_child_per_setting(
+def clean_env() -> dict[str, str]:
+    """This environment without CPU settings, so a child process chooses its own."""
+    return {k: v for k, v in os.environ.items()
+            if k not in (runtime.ONEDNN_ENV, *runtime.THREAD_ENVS, "CNNLAB_SETTINGS_SELECTED")}
+
+
+def test_sweep_trains_runs_wanting_other_settings_in_one_worker_per_setting(
         sample_archive: Path, cache_dir: Path, tmp_path: Path) -> None:
-    sweep = sweep_from_dict({
+    sweep = {
         "name": "settings", "base": "baseline",
         "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
                 "data.train_size": 100, "data.val_size": 50, "data.test_size": 50,
                 "data.download": False, "train.epochs": 1, "train.verbose": 0},
         "axes": {"train.batch_size": [1, 2, 32]},
-    })
-    lines: list[str] = []
-    out = run_sweep(sweep, tmp_path / "sweep", log=lines.append)
+    }
+    (tmp_path / "settings.yaml").write_text(json.dumps(sweep), encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "sweep", "settings.yaml", "--out", "sweep"],
+        capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr
     expected = {"001-batch_size=1": {"onednn": False, "threads": 1},
                 "002-batch_size=2": {"onednn": False, "threads": 1},
                 "003-batch_size=32": {"onednn": True, "threads": 0}}
     for run_id, settings in expected.items():
-        metrics = json.loads((out / run_id / "metrics.json").read_text(encoding="utf-8"))
+        metrics = json.loads((tmp_path / "sweep" / run_id / "metrics.json").read_text())
         assert metrics["environment"]["tensorflow_cpu"] == settings, run_id
         assert metrics["status"] == "finished"
-    # this test process imported TensorFlow long ago (oneDNN on, all cores): batch 1 and 2
-    # share one child, batch 32 trains here
-    started = [line for line in lines if "started a child process" in line]
-    assert len(started) == 1 and "oneDNN off, 1 thread" in started[0]
-    assert not any("note: train.onednn" in line for line in lines)
+    # a new process takes the settings most runs want (batch 1 and 2): batch 32 alone
+    # trains in a worker process
+    started = [line for line in out.stdout.splitlines() if "started a worker process" in line]
+    assert len(started) == 1 and "oneDNN on, all cores" in started[0], out.stdout
+    assert "note: train.onednn" not in out.stdout
 
 
-def test_child_run_reports_errors_as_training_in_this_process_would(
+def test_worker_process_reports_errors_as_training_in_this_process_would(
         tiny_config, tmp_path: Path) -> None:
     from cnnlab.training import train
 
     too_big = tiny_config("baseline", **{"data.train_size": 100_000})
     with pytest.raises(DataError) as here:
         train(too_big, tmp_path / "here", log=lambda _: None)
-    active = runtime.active()
-    child = child_run.ChildTrainer(runtime.Settings(not active.onednn, 1))
+    other = {"train.onednn": not runtime.active().onednn, "train.threads": 1}  # TF imported
+    planned = [SweepRun(1, "big", None, {}, tiny_config("baseline", **{
+                   "data.train_size": 100_000, **other})),
+               SweepRun(2, "ok", None, {}, tiny_config("baseline", **{
+                   "train.epochs": 1, **other}))]
+    lines: list[str] = []
+    executor = executors.local(planned)
+    assert isinstance(executor, executors.WorkerProcesses)
     try:
-        with pytest.raises(DataError) as there:
-            child.train(too_big, tmp_path / "there", log=lambda _: None)
-        assert str(there.value) == str(here.value)
-        ok = tiny_config("baseline", **{"train.epochs": 1})  # the same child trains on
-        child.train(ok, tmp_path / "ok", log=lambda _: None)
+        failed = executor.submit(planned[0], tmp_path / "there", lines.append)
+        assert isinstance(failed.exception(timeout=300), DataError)
+        assert str(failed.exception()) == str(here.value)
+        done = executor.submit(planned[1], tmp_path / "ok", lines.append)  # the same worker
+        assert done.result(timeout=300) is None
     finally:
-        child.close()
+        executor.close()
+    assert sum("started a worker process" in line for line in lines) == 1
+    assert any(line.startswith("run folder:") for line in lines)  # log lines come back
     metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text(encoding="utf-8"))
-    assert metrics["environment"]["tensorflow_cpu"] == {"onednn": not active.onednn,
+    assert metrics["environment"]["tensorflow_cpu"] == {"onednn": other["train.onednn"],
                                                         "threads": 1}
 
 

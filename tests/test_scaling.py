@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,16 +17,20 @@ from click.testing import CliRunner
 
 from cnnlab.cli import main
 
-pytest.importorskip("ray")
+
+@pytest.fixture
+def ray_installed() -> None:
+    pytest.importorskip("ray", reason='Ray not installed: pip install -e ".[test]"')
 
 
-def tiny_sweep(path: Path, sample_archive: Path, cache_dir: Path) -> Path:
+def tiny_sweep(path: Path, sample_archive: Path, cache_dir: Path, **extra: object) -> Path:
     sweep = {
         "name": "scale", "base": {"model": {"filters": [8]}, "train": {"optimizer": "sgd"}},
         "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
                 "data.download": False, "data.train_size": 200, "data.val_size": 100,
                 "data.test_size": 100, "train.epochs": 1, "train.verbose": 0},
         "axes": {"train.learning_rate": [0.01, 0.05]},
+        **extra,
     }
     path.write_text(yaml.safe_dump(sweep), encoding="utf-8")
     return path
@@ -42,35 +48,77 @@ def sweep_cli(*args: str) -> tuple[float, str]:
     return time.monotonic() - start, result.output
 
 
-def test_ray_backend_gives_the_local_rows_and_retries_a_failed_run(
-        tmp_path: Path, sample_archive: Path, cache_dir: Path, monkeypatch) -> None:
-    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
-    local_s, _ = sweep_cli(str(sweep_file), "--out", str(tmp_path / "local"))
-    # The worker training run 002 raises on its first attempt; the driver retries it once.
-    monkeypatch.setenv("CNNLAB_INJECT_FAILURE", "002-learning_rate=0.05")
-    ray_s, output = sweep_cli(str(sweep_file), "--out", str(tmp_path / "ray"),
-                              "--backend", "ray", "--cpus-per-run", "1")
+def test_ray_backend_gives_the_local_rows_and_the_same_failure_policy(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path, ray_installed) -> None:
+    # Run "broken" fails through its config: its cache folder is a file (an OSError, not
+    # a user error), on every attempt, with either backend.
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x", encoding="utf-8")
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir,
+                            axes={"train.learning_rate": [0.01]},
+                            variants={"ok": {}, "broken": {"data.cache_dir": str(blocker)}})
+    local_s, local_out = sweep_cli(str(sweep_file), "--out", str(tmp_path / "local"))
+    ray_s, ray_out = sweep_cli(str(sweep_file), "--out", str(tmp_path / "ray"),
+                               "--backend", "ray", "--cpus-per-run", "1")
     print(f"\nsame sweep (2 runs x 1 epoch): local {local_s:.1f}s, ray {ray_s:.1f}s")
-    assert "failed on a worker (RuntimeError: injected failure" in output
-    assert "retrying once" in output
-    failures = json.loads((tmp_path / "ray" / "failures.json").read_text())
-    assert [(f["run"], f["attempt"]) for f in failures] == [("002-learning_rate=0.05", 1)]
+    broken = "001-broken-learning_rate=0.01"  # variants in name order (safe_dump)
+    for backend, output in (("local", local_out), ("ray", ray_out)):
+        assert f"{broken}: failed (" in output and "retrying once" in output, output
+        assert f"{broken}: failed again (" in output, output
+        failures = json.loads((tmp_path / backend / "failures.json").read_text())
+        assert [(f["run"], f["attempt"], f["backend"]) for f in failures] == [
+            (broken, 1, backend), (broken, 2, backend)]
+        assert "Error" in failures[0]["error"]  # e.g. NotADirectoryError: ...
+        assert (tmp_path / backend / broken / "error.json").exists()
 
     local, remote = rows(tmp_path / "local"), rows(tmp_path / "ray")
-    assert list(local) == list(remote) == ["001-learning_rate=0.01", "002-learning_rate=0.05"]
+    assert list(local) == list(remote) == [broken, "002-ok-learning_rate=0.01"]
+    assert local[broken]["status"] == remote[broken]["status"] == "failed"
     timing = {"ms_per_step", "s_per_epoch"}  # the only columns that may differ
-    for run_id in local:
-        assert remote[run_id]["status"] == local[run_id]["status"] == "finished"
-        assert ({k: v for k, v in remote[run_id].items() if k not in timing}
-                == {k: v for k, v in local[run_id].items() if k not in timing})
+    ok = "002-ok-learning_rate=0.01"
+    assert remote[ok]["status"] == local[ok]["status"] == "finished"
+    assert ({k: v for k, v in remote[ok].items() if k not in timing}
+            == {k: v for k, v in local[ok].items() if k not in timing})
+
     def layout(folder: Path) -> set[str]:
         return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
-    assert layout(tmp_path / "ray") - {"failures.json"} == layout(tmp_path / "local")
+    assert layout(tmp_path / "ray") == layout(tmp_path / "local")
 
-    # Resumable like local: every run finished, so nothing is submitted again.
+    # Resumed after the cause is gone: the failed run is trained, the finished one kept.
+    blocker.unlink()
+    kept = (tmp_path / "ray" / ok / "metrics.json").stat().st_mtime_ns
     _, again = sweep_cli(str(sweep_file), "--out", str(tmp_path / "ray"), "--backend", "ray")
-    assert again.count(": finished earlier, kept") == 2 and "submitted" not in again
+    assert again.count(": finished earlier, kept") == 1
+    assert rows(tmp_path / "ray")[broken]["status"] == "finished"
+    assert (tmp_path / "ray" / ok / "metrics.json").stat().st_mtime_ns == kept
+
+
+def test_ctrl_c_cancels_ray_tasks_and_the_sweep_resumes(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path, ray_installed) -> None:
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir,
+                            set={"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
+                                 "data.download": False, "data.train_size": 2000,
+                                 "data.val_size": 100, "data.test_size": 100,
+                                 "train.epochs": 30, "train.verbose": 0,
+                                 "train.batch_size": 8})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
+         "--backend", "ray"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    history = tmp_path / "sweep" / "001-learning_rate=0.01" / "history.csv"
+    deadline = time.monotonic() + 240
+    while not history.exists() and time.monotonic() < deadline:  # a task is training
+        time.sleep(0.2)
+    assert history.exists(), "no task started training in time"
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)  # cancelled: not 30 epochs later
+    assert process.returncode == 130, stdout + stderr
+    assert "sweep interrupted; finished runs are kept" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "sweep" / "001-learning_rate=0.01" / "metrics.json").exists()
+    leftover = subprocess.run(["pgrep", "-f", "ray::train_task"], capture_output=True)
+    assert leftover.returncode == 1, leftover.stdout  # no task still running
 
 
 def test_ray_backend_without_ray_names_the_extra(tmp_path: Path, sample_archive: Path,

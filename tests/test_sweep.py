@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,11 @@ from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.sweep import builtin_sweeps, load_sweep, sweep_from_dict
-from cnnlab.sweep_results import METRIC_COLUMNS
+
+# results.csv columns after the parameter columns, as the README documents them
+METRIC_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
+                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
+                  "trainable_params", "status"]
 
 BASE = {"model": {"filters": [8]}, "train": {"optimizer": "sgd", "epochs": 2}}
 
@@ -147,7 +152,12 @@ def test_builtin_sweeps_cover_the_study() -> None:
     assert set(regs) == {"none", "l2", "dropout", "batch_norm", "early_stopping", "augmentation"}
     assert regs["l2"].model.l2 > 0 and regs["batch_norm"].model.batch_norm
     assert regs["augmentation"].model.augment and regs["early_stopping"].train.early_stopping
-    assert len(load_sweep("grid").runs) >= 4
+    grid = load_sweep("grid").runs  # README: 2 filters x 2 dense x 3 learning rates
+    assert len(grid) == 12
+    assert {(tuple(r.config.model.filters), tuple(r.config.model.dense),
+             r.config.train.learning_rate) for r in grid} == {
+        (f, d, lr) for f in ((8, 16), (8, 16, 32)) for d in ((32,), (64,))
+        for lr in (0.0003, 0.001, 0.003)}
 
 
 def test_cli_sweep_errors_are_one_line(tmp_path: Path) -> None:
@@ -203,7 +213,9 @@ def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
         assert 0.0 <= float(row["test_accuracy"]) <= 1.0
         assert float(row["ms_per_step"]) > 0 and float(row["s_per_epoch"]) > 0
         assert row["trainable_params"] == "132010" and row["best_epoch"] in ("1", "2")
-        assert (out / row["run_dir"] / "metrics.json").exists()
+        recorded = json.loads((out / row["run_dir"] / "metrics.json").read_text())
+        assert float(row["best_val_accuracy"]) == pytest.approx(recorded["best_val_accuracy"])
+        assert float(row["test_accuracy"]) == pytest.approx(recorded["test_accuracy"])
     # progress lines, the table best first, the winner
     assert "[1/4] 001-sgd-batch_size=32: train.batch_size=32 -- 4 runs left" in output
     assert "[2/4]" in output and "about" in output
@@ -271,7 +283,9 @@ def test_resume_after_a_kill_keeps_finished_runs(tmp_path: Path, sample_archive:
             for p in first.rglob("*") if p.is_file()} == kept
     rows = read_results(out / "results.csv")
     assert [r["status"] for r in rows] == ["finished"] * 3
-    assert all((d / "metrics.json").exists() for d in (second, third))
+    for folder in (second, third):  # redone from the start: every epoch once
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+        assert [r["epoch"] for r in read_results(folder / "history.csv")] == ["1", "2"]
 
     # the same folder with a different sweep is refused, before any training
     other = write_sweep(tmp_path / "other.yaml", {

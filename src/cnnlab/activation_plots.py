@@ -107,12 +107,12 @@ def plot_activations(run_dir: str | Path, layers: Sequence[str] = (),
     size = act.split_size(run, split)
     if size is not None:
         act.check_images(images, split, size)
-    model = act.load_run_model(run)
+    model = runs.load_run_model(run)
     chosen_layers = act.check_layers(model, layers)
-    x, y, class_names = act.load_split(run, split, log)
+    x, y, class_names = act.load_split(run, split)
     indices = act.check_images(images, split, len(y)) or act.default_images(y)
-    out_dir = Path(out) if out is not None else run.path / "activations"
-    name = run.config.get("name", run.path.name)
+    out_dir = Path(out) if out is not None else run.path / runs.ACTIVATIONS_DIR
+    name = run.name
     if method == "gradcam":
         return _draw_gradcam(model, x, y, class_names, indices, chosen_layers if layers else [],
                              out_dir, name, split)

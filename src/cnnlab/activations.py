@@ -11,8 +11,7 @@ Everything here returns numpy arrays; :mod:`cnnlab.activation_plots` draws them.
   report's normalize-then-upsample with the peak kept at exactly 1.
 - :func:`grad_cam`: Grad-CAM for the predicted class on a convolution layer
   (default the last one), computed from the output layer's logits.
-- :func:`open_run`: a finished run's best model and its data, read back from
-  the location the run recorded, with the checks the CLI needs.
+- :func:`load_split`: one split of the data a finished run used.
 
 A convolution layer name stands for its block's post-activation output: with
 batch normalization that is ``block{i}_act`` (the conv layer itself is
@@ -21,20 +20,17 @@ pre-normalization), without it the conv layer, whose ReLU is built in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from cnnlab import runs
-from cnnlab.errors import ConfigError, RunError
+from cnnlab.errors import ConfigError
 from cnnlab.tf import keras, tf
 
 SPLITS = ("test", "val")
 DEFAULT_IMAGE_COUNT = 3
-Log = Callable[[str], None]
 
 
 # --- layers ------------------------------------------------------------------------
@@ -157,49 +153,16 @@ def check_images(indices: Sequence[int], split: str, size: int) -> list[int]:
     return list(indices)
 
 
-@dataclass(frozen=True)
-class OpenRun:
-    """A finished run's best model with one split of its data."""
-
-    run: runs.Run
-    model: keras.Model
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    split: str
-
-
-def load_run_model(run: runs.Run) -> keras.Model:
-    if not run.model_path.exists():
-        raise RunError(f"{run.path}: no model.keras (the run diverged before any checkpoint); "
-                       "train it again")
-    return runs.load_model(run.model_path)  # safe mode; a refusal is a RunError
-
-
 def split_size(run: runs.Run, split: str) -> int | None:
     """Images in a split, from the run's data record (None if not recorded)."""
     return run.metrics.get("data", {}).get("sizes", {}).get(split)
 
 
-def load_split(run: runs.Run, split: str, log: Log = print) -> tuple[np.ndarray, np.ndarray,
-                                                                     tuple[str, ...]]:
+def load_split(run: runs.Run, split: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(images, labels, class names) of a run's split, from the data location it recorded."""
-    from cnnlab.config import config_from_dict
-    from cnnlab.data import reload_recorded
-
     if split not in SPLITS:
         raise ConfigError(f"--split {split}: choose one of {', '.join(SPLITS)}")
-    config = config_from_dict(run.config, str(run.path / "config.yaml"))
-    data = reload_recorded(config.data, config.seed, run.metrics.get("data", {}),
-                           log=lambda _: None)
+    data = runs.load_run_data(run, log=lambda _: None)
     if split == "test":
         return data.x_test, data.y_test, data.class_names
     return data.x_val, data.y_val, data.class_names
-
-
-def open_run(run_dir: str | Path, split: str = "test", log: Log = print) -> OpenRun:
-    """Read a finished run, its best model and one split of its data (RunError if unfinished)."""
-    run = runs.read_run(run_dir)
-    model = load_run_model(run)
-    images, labels, class_names = load_split(run, split, log)
-    return OpenRun(run, model, images, labels, class_names, split)

@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from cnnlab import __version__
-from cnnlab.config import load_config
-from cnnlab.errors import CnnlabError
+from cnnlab.config import load_config, reference
+from cnnlab.errors import CnnlabError, Interrupted
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -35,14 +35,10 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except CnnlabError as exc:
             _fail(str(exc))
+        except Interrupted as exc:
+            _fail(str(exc), 130)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
-        except Exception as exc:
-            from cnnlab.training import TrainingInterrupted
-
-            if isinstance(exc, TrainingInterrupted):
-                _fail(str(exc), 130)
-            raise
 
     return wrapper
 
@@ -102,15 +98,22 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
 
 
 @main.command("config")
-@click.argument("config")
+@click.argument("config", required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--keys", is_flag=True,
+              help="Print every config key (default, allowed values, meaning) instead.")
 @reports_errors
-def show_config(config: str, overrides: tuple[str, ...]) -> None:
+def show_config(config: str | None, overrides: tuple[str, ...], keys: bool) -> None:
     """Print the fully resolved config (defaults + file + overrides) as YAML.
 
     Example: cnnlab config configs/best.yaml --set train.batch_size=64
     """
-    click.echo(load_config(config, overrides).to_yaml(), nl=False)
+    if keys:
+        click.echo(reference(), nl=False)
+    elif config is None:
+        raise click.UsageError("give a CONFIG (a YAML file or a built-in name), or --keys")
+    else:
+        click.echo(load_config(config, overrides).to_yaml(), nl=False)
 
 
 @main.command()
@@ -198,7 +201,7 @@ def report(folder: str) -> None:
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: one run after another in this process; ray: each run a Ray task "
-                   '(pip install "cnnlab[ray]"; see the README, Scaling out).')
+                   '(pip install "cnnlab[ray]"; see docs/scaling.md).')
 @click.option("--address", default=None, metavar="ADDRESS",
               help="Ray cluster to join (auto: the running one); default: start Ray here.")
 @click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,
@@ -214,7 +217,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
-    from cnnlab.sweep import SweepInterrupted, describe, load_sweep, run_sweep
+    from cnnlab.sweep_spec import describe, load_sweep
 
     spec = load_sweep(sweep, overrides)
     if dry_run:
@@ -222,14 +225,13 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
         return
     options = None
     if backend == "ray":
-        from cnnlab.sweep_ray import RayOptions, import_ray
+        from cnnlab.ray_executor import RayOptions, import_ray
 
         import_ray()  # one-line error naming the extra, before any folder is made
         options = RayOptions(address, cpus_per_run, gpus_per_run)
-    try:
-        run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options)
-    except SweepInterrupted as exc:
-        _fail(str(exc), 130)
+    from cnnlab.sweep import run_sweep
+
+    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options)
 
 
 @main.command()
@@ -242,7 +244,7 @@ def compare(folders: tuple[str, ...], out: str | None) -> None:
 
     Example: cnnlab compare outputs/sweep-optimizer-20261125-120000 outputs/best --out outputs/cmp
     """
-    from cnnlab.sweep_results import compare as compare_runs
+    from cnnlab.compare import compare as compare_runs
 
     compare_runs(folders, out, log=click.echo)
 

@@ -1,9 +1,11 @@
-"""Experiment configs: defaults, YAML loading, ``--set`` overrides and validation.
+"""Experiment configs: the schema, YAML loading, ``--set`` overrides and validation.
 
-A config is a frozen :class:`Config` with three sections (``data``, ``model``,
-``train``) plus ``seed`` and ``name``. Every key has a default, so a YAML file
-names only what differs. Validation happens here, before any data or
-TensorFlow is touched, and every problem is a one-line :class:`ConfigError`.
+A config is a frozen :class:`Config` with sections (``data``, ``model``, ``train``,
+``tracking``) plus ``seed`` and ``name``. Each key is defined once, as a dataclass field
+made by :func:`setting` (default, check, one-line meaning); the checks, the "did you
+mean" list, ``cnnlab config --keys`` and ``docs/config.md`` are all derived from those
+fields. Validation happens here, before any data or TensorFlow is touched, and every
+problem is a one-line :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -23,108 +25,30 @@ from cnnlab.errors import ConfigError
 
 BUILTIN_CONFIG_DIR = Path(__file__).parent / "configs"
 OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
+ACTIVATIONS = ("relu", "elu", "gelu", "selu", "tanh", "sigmoid", "swish", "leaky_relu",
+               "linear")
 DEFAULT_MOMENTUM = {"sgd": 0.0, "sgd_momentum": 0.9}
 
 
-@dataclass(frozen=True)
-class DataConfig:
-    source: str = "cifar10"
-    path: str | None = None
-    train_size: int | None = 5000
-    val_size: int = 1000
-    test_size: int | None = 2000
-    image_size: tuple[int, int] | None = None
-    channels: int | None = None
-    download: bool = True
-    cache: bool = True
-    cache_dir: str | None = None
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    filters: tuple[int, ...] = (8,)
-    kernel_size: int | tuple[int, ...] = 3
-    padding: str | tuple[str, ...] = "same"
-    activation: str | tuple[str, ...] = "relu"
-    pool_size: int | tuple[int, ...] = 2
-    pooling: str = "max"
-    dense: tuple[int, ...] = (64,)
-    dense_activation: str = "relu"
-    conv_dropout: float | None = None
-    dense_dropout: float | None = None
-    output_dropout: float | None = None
-    l2: float = 0.0
-    batch_norm: bool = False
-    augment: bool = False
-
-    def per_block(self, key: str) -> list[Any]:
-        """The value of a per-block key (scalar or list) expanded to one entry per block."""
-        value = getattr(self, key)
-        if isinstance(value, tuple):
-            return list(value)
-        return [value] * len(self.filters)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    optimizer: str = "sgd"
-    learning_rate: float = 0.01
-    momentum: float | None = None
-    batch_size: int = 32
-    epochs: int = 20
-    early_stopping: int | None = None
-    shuffle: bool = True
-    deterministic: bool = True
-    verbose: int = 2
-    steps_per_execution: int | str = "auto"
-    onednn: bool | str = "auto"  # oneDNN kernels; auto: on from batch 4 up (cnnlab.runtime)
-    threads: int | str = "auto"  # TensorFlow op threads, 0 = all cores; auto: 1 up to batch 8
-    distribute: str = "none"  # mirrored: tf.distribute.MirroredStrategy; batch_size is global
-
-
-@dataclass(frozen=True)
-class TrackingConfig:
-    tensorboard: bool = True  # RUN_DIR/tensorboard/ event files
-    mlflow: bool = False  # needs pip install "cnnlab[mlflow]"
-    uri: str | None = None  # else $MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db
-    experiment: str | None = None  # else the sweep's name (runs of a sweep) or the config name
-
-
-@dataclass(frozen=True)
-class Config:
-    name: str = "run"
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (lists, not tuples), ready for YAML or JSON."""
-        return _plain(dataclasses.asdict(self))
-
-    def to_yaml(self) -> str:
-        return yaml.dump(self.to_dict(), Dumper=_FlowListDumper, sort_keys=False)
-
-
-class _FlowListDumper(yaml.SafeDumper):
-    """Block-style mappings, lists on one line: ``filters: [8, 16, 32]``."""
-
-
-_FlowListDumper.add_representer(
-    list, lambda dumper, data: dumper.represent_sequence(
-        "tag:yaml.org,2002:seq", data, flow_style=True))
-
-
-# --- validators: each returns the cleaned value or raises ValueError(what is allowed) ---
+# --- checks: each returns the cleaned value or raises ValueError; .allowed says what passes ---
 
 Check = Callable[[Any], Any]
 
 
+def _allowing(allowed: str) -> Callable[[Check], Check]:
+    """Attach the text of what a check allows (shown in errors and the key reference)."""
+    def attach(check: Check) -> Check:
+        check.allowed = allowed  # type: ignore[attr-defined]
+        return check
+
+    return attach
+
+
 def _int(minimum: int = 0) -> Check:
+    @_allowing(f"an integer >= {minimum}")
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(f"an integer >= {minimum}")
+            raise ValueError(check.allowed)
         return v
 
     return check
@@ -132,9 +56,9 @@ def _int(minimum: int = 0) -> Check:
 
 def _float(low: float, high: float | None = None, high_inclusive: bool = False) -> Check:
     allowed = f"a number >= {low}" + (
-        f" and {'<=' if high_inclusive else '<'} {high}" if high is not None else ""
-    )
+        f" and {'<=' if high_inclusive else '<'} {high}" if high is not None else "")
 
+    @_allowing(allowed)
     def check(v: Any) -> float:
         if isinstance(v, str):  # PyYAML reads 1e-3 (no dot) as a string
             try:
@@ -152,27 +76,31 @@ def _float(low: float, high: float | None = None, high_inclusive: bool = False) 
 
 
 def _choice(*options: Any) -> Check:
+    @_allowing("one of " + ", ".join(map(str, options)))
     def check(v: Any) -> Any:
         if isinstance(v, bool) or v not in options:
-            raise ValueError("one of " + ", ".join(map(str, options)))
+            raise ValueError(check.allowed)
         return v
 
     return check
 
 
+@_allowing("true or false")
 def _bool(v: Any) -> bool:
     if not isinstance(v, bool):
         raise ValueError("true or false")
     return v
 
 
+@_allowing("a name of letters, digits, '_', '.' or '-' (no spaces or '/')")
 def _name(v: Any) -> str:
     # Keras rejects model names outside [A-Za-z0-9.][A-Za-z0-9_.\\/>-]* (a ValueError at build time)
     if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", v):
-        raise ValueError("a name of letters, digits, '_', '.' or '-' (no spaces or '/')")
+        raise ValueError(_name.allowed)
     return v
 
 
+@_allowing("a non-empty string")
 def _str(v: Any) -> str:
     if not isinstance(v, str) or not v:
         raise ValueError("a non-empty string")
@@ -180,18 +108,20 @@ def _str(v: Any) -> str:
 
 
 def _auto_or(inner: Check) -> Check:
+    @_allowing(f"auto or {inner.allowed}")
     def check(v: Any) -> Any:
         if v == "auto":
             return v
         try:
             return inner(v)
-        except ValueError as allowed:
-            raise ValueError(f"auto or {allowed}") from None
+        except ValueError:
+            raise ValueError(check.allowed) from None
 
     return check
 
 
 def _optional(inner: Check) -> Check:
+    @_allowing(f"{inner.allowed}, or null")
     def check(v: Any) -> Any:
         return None if v is None else inner(v)
 
@@ -199,6 +129,7 @@ def _optional(inner: Check) -> Check:
 
 
 def _list(inner: Check, min_len: int, allowed: str) -> Check:
+    @_allowing(allowed)
     def check(v: Any) -> tuple:
         if not isinstance(v, list | tuple) or len(v) < min_len:
             raise ValueError(allowed)
@@ -213,6 +144,7 @@ def _list(inner: Check, min_len: int, allowed: str) -> Check:
 def _scalar_or_list(inner: Check, allowed: str) -> Check:
     listed = _list(inner, 1, allowed)
 
+    @_allowing(allowed)
     def check(v: Any) -> Any:
         if isinstance(v, list | tuple):
             return listed(v)
@@ -224,65 +156,196 @@ def _scalar_or_list(inner: Check, allowed: str) -> Check:
     return check
 
 
-_ACTIVATIONS = ("relu", "elu", "gelu", "selu", "tanh", "sigmoid", "swish", "leaky_relu", "linear")
+def setting(default: Any, check: Check, meaning: str) -> Any:
+    """A config key: its default, its check and what it means, defined in one place."""
+    return field(default=default, metadata={"check": check, "meaning": meaning})
 
-SCHEMA: dict[str, dict[str, Check]] = {
-    "": {"name": _name, "seed": _int(0)},
-    "data": {
-        "source": _choice("cifar10", "imagefolder"),
-        "path": _optional(_str),
-        "train_size": _optional(_int(1)),
-        "val_size": _int(1),
-        "test_size": _optional(_int(1)),
-        "image_size": _optional(_list(_int(1), 2, "[height, width], two positive integers")),
-        "channels": _optional(_choice(1, 3, 4)),
-        "download": _bool,
-        "cache": _bool,
-        "cache_dir": _optional(_str),
-    },
-    "model": {
-        "filters": _list(_int(1), 1, "a non-empty list of positive integers, one per conv block"),
-        "kernel_size": _scalar_or_list(_int(1), "a positive integer or one per block"),
-        "padding": _scalar_or_list(_choice("same", "valid"), "same or valid, or one per block"),
-        "activation": _scalar_or_list(
-            _choice(*_ACTIVATIONS), "one of " + ", ".join(_ACTIVATIONS) + ", or one per block"
-        ),
-        "pool_size": _scalar_or_list(_int(0), "an integer >= 0 (0 = no pooling) or one per block"),
-        "pooling": _choice("max", "average"),
-        "dense": _list(_int(1), 0, "a list of positive integers (hidden dense widths)"),
-        "dense_activation": _choice(*_ACTIVATIONS),
-        "conv_dropout": _optional(_float(0.0, 1.0)),
-        "dense_dropout": _optional(_float(0.0, 1.0)),
-        "output_dropout": _optional(_float(0.0, 1.0)),
-        "l2": _float(0.0),
-        "batch_norm": _bool,
-        "augment": _bool,
-    },
-    "train": {
-        "optimizer": _choice(*OPTIMIZERS),
-        "learning_rate": _float(0.0),
-        "momentum": _optional(_float(0.0, 1.0)),
-        "batch_size": _int(1),
-        "epochs": _int(1),
-        "early_stopping": _optional(_int(1)),
-        "shuffle": _bool,
-        "deterministic": _bool,
-        "verbose": _choice(0, 1, 2),
-        "steps_per_execution": _auto_or(_int(1)),
-        "onednn": _auto_or(_bool),
-        "threads": _auto_or(_int(0)),
-        "distribute": _choice("none", "mirrored"),
-    },
-    "tracking": {
-        "tensorboard": _bool,
-        "mlflow": _bool,
-        "uri": _optional(_str),
-        "experiment": _optional(_str),
-    },
-}
+
+# --- the schema ---
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = setting("cifar10", _choice("cifar10", "imagefolder"),
+                          "cifar10 (found by the data cascade) or imagefolder")
+    path: str | None = setting(
+        None, _optional(_str),
+        "cifar10: cifar-10-python.tar.gz, cifar-10-batches-py/ or a JPEG class-folder copy; "
+        "imagefolder: a folder or tar archive with train/<class>/ and test/<class>/")
+    train_size: int | None = setting(
+        5000, _optional(_int(1)),
+        "training images drawn from the training split (null: all left after validation)")
+    val_size: int = setting(1000, _int(1), "validation images drawn from the training split "
+                            "(stratified, seeded)")
+    test_size: int | None = setting(
+        2000, _optional(_int(1)),
+        "test images drawn from the test split (stratified, seeded; null: all)")
+    image_size: tuple[int, int] | None = setting(
+        None, _optional(_list(_int(1), 2, "[height, width], two positive integers")),
+        "imagefolder: resize every image to [height, width]; null requires one size")
+    channels: int | None = setting(
+        None, _optional(_choice(1, 3, 4)),
+        "imagefolder: 1, 3 or 4; null takes the first image's")
+    download: bool = setting(True, _bool, "cifar10: try Keras' download when no local copy "
+                             "is found")
+    cache: bool = setting(True, _bool, "cache decoded arrays, keyed by the source's content "
+                          "fingerprint")
+    cache_dir: str | None = setting(None, _optional(_str),
+                                    "cache folder; null: $CNNLAB_CACHE_DIR or ~/.cache/cnnlab")
+
+
+_PER_BLOCK = "or one per block"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    filters: tuple[int, ...] = setting(
+        (8,), _list(_int(1), 1, "a non-empty list of positive integers, one per conv block"),
+        "filters of each conv block; one block per entry")
+    kernel_size: int | tuple[int, ...] = setting(
+        3, _scalar_or_list(_int(1), f"a positive integer {_PER_BLOCK}"), "conv kernel size")
+    padding: str | tuple[str, ...] = setting(
+        "same", _scalar_or_list(_choice("same", "valid"), f"same or valid, {_PER_BLOCK}"),
+        "conv padding")
+    activation: str | tuple[str, ...] = setting(
+        "relu", _scalar_or_list(_choice(*ACTIVATIONS),
+                                "one of " + ", ".join(ACTIVATIONS) + f", {_PER_BLOCK}"),
+        "conv activation")
+    pool_size: int | tuple[int, ...] = setting(
+        2, _scalar_or_list(_int(0), f"an integer >= 0 {_PER_BLOCK}"),
+        "pooling window after each block (0: no pooling)")
+    pooling: str = setting("max", _choice("max", "average"), "pooling kind")
+    dense: tuple[int, ...] = setting(
+        (64,), _list(_int(1), 0, "a list of positive integers (hidden dense widths)"),
+        "widths of the hidden dense layers ([]: none)")
+    dense_activation: str = setting("relu", _choice(*ACTIVATIONS),
+                                    "activation of the hidden dense layers")
+    conv_dropout: float | None = setting(None, _optional(_float(0.0, 1.0)),
+                                         "dropout rate after each conv block (null: no layer)")
+    dense_dropout: float | None = setting(None, _optional(_float(0.0, 1.0)),
+                                          "dropout rate after each hidden dense layer")
+    output_dropout: float | None = setting(
+        None, _optional(_float(0.0, 1.0)),
+        "dropout after the softmax output (only to reproduce the report's baseline layout)")
+    l2: float = setting(0.0, _float(0.0), "L2 factor on every conv and dense kernel")
+    batch_norm: bool = setting(False, _bool, "conv -> BatchNormalization -> activation in "
+                               "every block")
+    augment: bool = setting(False, _bool, "random horizontal flips and shifts (<= 10 %) after "
+                            "the input, in training only")
+
+    def per_block(self, key: str) -> list[Any]:
+        """The value of a per-block key (scalar or list) expanded to one entry per block."""
+        value = getattr(self, key)
+        if isinstance(value, tuple):
+            return list(value)
+        return [value] * len(self.filters)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: str = setting("sgd", _choice(*OPTIMIZERS), "the optimizer")
+    learning_rate: float = setting(0.01, _float(0.0), "learning rate")
+    momentum: float | None = setting(
+        None, _optional(_float(0.0, 1.0)),
+        "SGD momentum; null: 0.0 for sgd, 0.9 for sgd_momentum; refused for adam, rmsprop")
+    batch_size: int = setting(32, _int(1), "batch size")
+    epochs: int = setting(20, _int(1), "epochs")
+    early_stopping: int | None = setting(
+        None, _optional(_int(1)),
+        "patience in epochs on validation loss (null: off); the checkpoint stays the best "
+        "by validation accuracy")
+    shuffle: bool = setting(True, _bool, "shuffle the training set every epoch")
+    deterministic: bool = setting(True, _bool, "TensorFlow op determinism (bit-identical "
+                                  "reruns)")
+    verbose: int = setting(2, _choice(0, 1, 2), "Keras progress: 0 silent, 1 progress bar, "
+                           "2 one line per epoch")
+    steps_per_execution: int | str = setting(
+        "auto", _auto_or(_int(1)),
+        "optimizer steps per call into the compiled graph; auto: a whole epoch per call")
+    onednn: bool | str = setting(
+        "auto", _auto_or(_bool),
+        "TensorFlow's oneDNN CPU kernels; auto: $TF_ENABLE_ONEDNN_OPTS if set, else on from "
+        "batch 4 up")
+    threads: int | str = setting(
+        "auto", _auto_or(_int(0)),
+        "TensorFlow op threads, 0 = all cores; auto: $TF_NUM_INTRAOP_THREADS if set, else 1 "
+        "up to batch 8")
+    distribute: str = setting(
+        "none", _choice("none", "mirrored"),
+        "mirrored: tf.distribute.MirroredStrategy over the visible devices; batch_size is "
+        "the global batch")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tensorboard: bool = setting(True, _bool, "write RUN_DIR/tensorboard/ event files")
+    mlflow: bool = setting(False, _bool, 'log to MLflow (pip install "cnnlab[mlflow]")')
+    uri: str | None = setting(None, _optional(_str), "MLflow tracking URI; null: "
+                              "$MLFLOW_TRACKING_URI, else sqlite:///outputs/mlflow.db")
+    experiment: str | None = setting(None, _optional(_str),
+                                     "MLflow experiment; null: the sweep's or config's name")
+
+
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
             "tracking": TrackingConfig}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = setting("run", _name, "run name (default: the config file's name), used in "
+                        "the run folder's name and plot titles")
+    seed: int = setting(0, _int(0), "seeds weights, shuffling and the train/validation/test "
+                        "draw")
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists, not tuples), ready for YAML or JSON."""
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.dump(self.to_dict(), Dumper=_FlowListDumper, sort_keys=False)
+
+
+def _keys_of(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if "check" in f.metadata}
+
+
+# Derived from the dataclasses: "" holds the top-level keys.
+FIELDS: dict[str, dict[str, dataclasses.Field]] = {
+    "": _keys_of(Config), **{name: _keys_of(cls) for name, cls in SECTIONS.items()}}
+SCHEMA: dict[str, dict[str, Check]] = {
+    section: {k: f.metadata["check"] for k, f in keys.items()} for section, keys in FIELDS.items()}
 ALL_KEYS = [f"{s}.{k}" if s else k for s, keys in SCHEMA.items() for k in keys] + list(SECTIONS)
+
+
+class _FlowListDumper(yaml.SafeDumper):
+    """Block-style mappings, lists on one line: ``filters: [8, 16, 32]``."""
+
+
+_FlowListDumper.add_representer(
+    list, lambda dumper, data: dumper.represent_sequence(
+        "tag:yaml.org,2002:seq", data, flow_style=True))
+
+
+def format_value(value: Any) -> str:
+    """A value as YAML flow text: ``[8, 16]``, ``true``, ``null``, ``0.001``."""
+    text = yaml.safe_dump(_plain(value), default_flow_style=True, width=10**6)
+    return text.strip().removesuffix("...").strip()
+
+
+def reference() -> str:
+    """Every config key as a Markdown table (``cnnlab config --keys``, ``docs/config.md``)."""
+    lines = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for section, keys in FIELDS.items():
+        for key, spec in keys.items():
+            dotted = f"{section}.{key}" if section else key
+            cells = [f"`{dotted}`", f"`{format_value(spec.default)}`",
+                     spec.metadata["check"].allowed, spec.metadata["meaning"]]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _plain(value: Any) -> Any:
@@ -398,14 +461,37 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any]) -> dict[str, Any]:
-    """Turn ``["a.b=1", ...]`` (or ``{"a.b": 1}``) into a nested dict."""
+def check_key(key: Any, where: str) -> str:
+    """``key`` if it is a dotted config key (``train.epochs``, ``seed``); else ConfigError
+    with a "did you mean" hint."""
+    if not isinstance(key, str):
+        raise ConfigError(f"{where}: key {key!r} is not a dotted config key like train.epochs")
+    section, _, leaf = key.rpartition(".")
+    if key in SCHEMA[""] or (section in SECTIONS and leaf in SCHEMA[section]):
+        return key
+    if key in SECTIONS:
+        raise ConfigError(f"{where}: '{key}' is a section; give one of its keys, e.g. "
+                          f"{next(k for k in ALL_KEYS if k.startswith(key + '.'))}")
+    raise ConfigError(f"{where}: unknown key '{key}'; {closest_key(key)}")
+
+
+def check_name(value: Any, where: str) -> str:
+    """A run, sweep or variant name usable in folder names; ConfigError otherwise."""
+    try:
+        return _name(value)
+    except ValueError as allowed:
+        raise ConfigError(f"{where}: got {value!r}; expected {allowed}") from None
+
+
+def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any],
+                      where: str = "--set") -> dict[str, Any]:
+    """Turn ``["a.b=1", ...]`` (or ``{"a.b": 1}``) into a nested dict; keys are checked."""
     pairs = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     nested: dict[str, Any] = {}
     for key, value in pairs:
+        if key not in SECTIONS:  # a whole section is checked as a mapping by load_config
+            check_key(key, f"{where} {key}" if where == "--set" else where)
         parts = key.split(".")
-        if len(parts) > 2 or (len(parts) == 2 and parts[0] not in SECTIONS):
-            raise ConfigError(f"--set {key}: unknown key; {closest_key(key)}")
         target = nested
         for part in parts[:-1]:
             target = target.setdefault(part, {})
@@ -413,18 +499,24 @@ def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any]) -> dict[str,
     return nested
 
 
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A config path as given, or a built-in config by name (``best``, ``baseline``)."""
+def resolve_path(name_or_path: str | Path, builtin_dir: Path, what: str) -> Path:
+    """A YAML file path as given, or a built-in one by name (``best``, ``batch-size``)."""
     path = Path(name_or_path)
-    if path.exists():
-        if path.is_dir():
-            raise ConfigError(f"{path}: is a folder; give a YAML config file")
+    if path.is_file():
         return path
-    builtin = BUILTIN_CONFIG_DIR / f"{path.stem if path.suffix else path.name}.yaml"
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a {what} YAML file")
+    builtin = builtin_dir / f"{path.stem if path.suffix else path.name}.yaml"
     if path.parent == Path(".") and builtin.exists():
         return builtin
-    names = ", ".join(sorted(p.stem for p in BUILTIN_CONFIG_DIR.glob("*.yaml")))
-    raise ConfigError(f"{path}: no such config file; give a YAML path or a built-in name ({names})")
+    names = ", ".join(sorted(p.stem for p in builtin_dir.glob("*.yaml")))
+    raise ConfigError(f"{path}: no such {what} file; give a YAML path or a built-in {what} name "
+                      f"({names})")
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A config path as given, or a built-in config by name (``best``, ``baseline``)."""
+    return resolve_path(name_or_path, BUILTIN_CONFIG_DIR, "config")
 
 
 def read_yaml(path: Path) -> Any:

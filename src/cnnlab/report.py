@@ -25,8 +25,8 @@ from typing import Any
 from cnnlab import runs
 from cnnlab.errors import RunError
 
-REPORT_NAME = "report.html"
-RUN_FIGURES = (("curves.png", "Learning curves"), ("confusion_matrix.png", "Confusion matrix"))
+REPORT_NAME = runs.REPORT_FILE
+RUN_FIGURES = ((runs.CURVES_FILE, "Learning curves"), (runs.CONFUSION_FILE, "Confusion matrix"))
 Log = Callable[[str], None]
 
 STYLE = """
@@ -123,19 +123,18 @@ def run_page(run: runs.Run) -> str:
                       if (root / name).exists())
     known = {name for name, _ in RUN_FIGURES}
     others = _images(sorted(p for p in root.glob("*.png") if p.name not in known), root)
-    maps = _images(sorted((root / "activations").glob("*.png")), root)
+    maps = _images(sorted((root / runs.ACTIVATIONS_DIR).glob("*.png")), root)
     if not maps:
         maps = ('<p class="note">None drawn yet: <code>cnnlab plot-activations '
                 f"{esc(root)}</code> draws them and rebuilds this page.</p>")
-    name = run.config.get("name", root.name)
-    return page(f"cnnlab run: {name}", [
+    return page(f"cnnlab run: {run.name}", [
         ("Metrics", _metrics_table(run.metrics)),
         ("Figures", f'<div class="pair">{figures}</div>{others}' if figures else others),
         ("History and timing per epoch", _history_table(run.history)),
         ("Activation maps", maps),
-        ("Config", _pre(root / "config.yaml")),
+        ("Config", _pre(root / runs.CONFIG_FILE)),
         ("Data", key_values(run.metrics.get("data", {}))),
-        ("Model", _pre(root / "summary.txt")),
+        ("Model", _pre(root / runs.SUMMARY_FILE)),
         ("Environment", key_values(run.metrics.get("environment", {}))),
     ], subtitle=f"{root.resolve()} -- status {run.status}")
 
@@ -145,11 +144,11 @@ def run_page(run: runs.Run) -> str:
 
 def sweep_runs(folder: Path) -> list[Path]:
     """Run subfolders of a sweep folder (those holding metrics.json), sorted."""
-    return sorted(p.parent for p in folder.glob("*/metrics.json"))
+    return sorted(p.parent for p in folder.glob(f"*/{runs.METRICS_FILE}"))
 
 
 def is_sweep(folder: Path) -> bool:
-    return (folder / "results.csv").exists() and bool(sweep_runs(folder))
+    return (folder / runs.RESULTS_FILE).exists() and bool(sweep_runs(folder))
 
 
 def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
@@ -169,7 +168,7 @@ def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
 
 
 def _results_table(folder: Path, run_dirs: dict[Path, Path]) -> str:
-    with (folder / "results.csv").open(newline="", encoding="utf-8") as fh:
+    with (folder / runs.RESULTS_FILE).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     if not rows:
         return '<p class="note">results.csv is empty.</p>'
@@ -210,7 +209,7 @@ def write_report(path: str | Path, log: Log = print) -> Path:
     if is_sweep(folder):
         text = sweep_page(folder, log)
     else:
-        if (folder / "results.csv").exists() and not (folder / "metrics.json").exists():
+        if (folder / runs.RESULTS_FILE).exists() and not runs.is_finished(folder):
             raise RunError(f"{folder}: a sweep folder with no finished runs yet "
                            "(no <run>/metrics.json); run the sweep first")
         text = run_page(runs.read_run(folder))

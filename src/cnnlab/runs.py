@@ -1,32 +1,86 @@
-"""The run-folder format: creating a run folder, atomic writes, reading a finished run back.
+"""The run vocabulary: run-folder files, run statuses, atomic writes, reading a run back.
 
 A finished run folder holds ``config.yaml`` (resolved config), ``history.csv``
 (one row per epoch), ``metrics.json`` (results, data record, versions; written
 last, so its presence marks the run as finished), ``model.keras`` (best
 checkpoint), ``summary.txt`` (layer table), ``curves.png``,
 ``confusion_matrix.png`` and ``report.html``; while training, ``status.json`` and
-``backup/`` (for ``--resume``).
+``backup/`` (for ``--resume``). A sweep folder holds ``sweep.yaml``, ``results.csv``
+and one run folder per run.
 """
 
 from __future__ import annotations
 
 import csv
+import enum
 import io
 import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cnnlab.config import Config, config_from_dict
+from cnnlab.data import Dataset, reload_recorded
 from cnnlab.errors import RunError
+
+# Files of a run folder
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.csv"
+METRICS_FILE = "metrics.json"  # written last: its presence marks a finished run
+MODEL_FILE = "model.keras"
+SUMMARY_FILE = "summary.txt"
+STATUS_FILE = "status.json"  # while training, and after an interruption
+ERROR_FILE = "error.json"  # a run of a sweep that failed
+EVALUATION_FILE = "evaluation.json"
+REPORT_FILE = "report.html"
+CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion_matrix.png"
+MLFLOW_FILE = "mlflow.json"
+BACKUP_DIR = "backup"
+TENSORBOARD_DIR = "tensorboard"
+ACTIVATIONS_DIR = "activations"
+# Files of a sweep folder
+SWEEP_FILE = "sweep.yaml"
+RESULTS_FILE = "results.csv"
+BEST_CONFIG_FILE = "best_config.yaml"
+FAILURES_FILE = "failures.json"
+LOCK_FILE = ".lock"
+HPARAMS_DIR = "hparams"
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
                    "epoch_s", "train_s", "val_s", "ms_per_step"]
-FINISHED_STATUSES = ("finished", "diverged", "early_stopped")
+
+
+class Status(enum.StrEnum):
+    """How a run stands: the ``status`` of ``metrics.json``, ``status.json`` or a results row."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    FINISHED = "finished"
+    EARLY_STOPPED = "early_stopped"
+    DIVERGED = "diverged"
+
+    @property
+    def finished(self) -> bool:
+        """Training ended and metrics.json was written."""
+        return self in (Status.FINISHED, Status.EARLY_STOPPED, Status.DIVERGED)
+
+    @property
+    def ranked(self) -> bool:
+        """Comparable with other runs (a diverged run is not)."""
+        return self in (Status.FINISHED, Status.EARLY_STOPPED)
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / METRICS_FILE).exists()
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -88,12 +142,12 @@ def check_resumable(out: str | Path | None, config: dict[str, Any]) -> Path:
     if out is None:
         raise RunError("--resume needs --out DIR, the folder of the interrupted run")
     path = Path(out)
-    if not (path / "config.yaml").exists():
+    if not (path / CONFIG_FILE).exists():
         raise RunError(f"--out {path}: no interrupted run here (no config.yaml); "
                        "drop --resume to start a new run")
-    if (path / "metrics.json").exists():
+    if is_finished(path):
         raise RunError(f"--out {path}: this run already finished; nothing to resume")
-    recorded = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    recorded = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
     changed = config_differences(recorded, config)
     if changed:
         raise RunError(f"--out {path}: holds a run of a different config ({', '.join(changed)} "
@@ -104,19 +158,18 @@ def check_resumable(out: str | Path | None, config: dict[str, Any]) -> Path:
 def config_differences(old: Any, new: Any) -> list[str]:
     """The dotted keys whose values differ between two config dicts, sorted. A key that
     ``old`` lacks (recorded before the key existed) counts as its default value."""
-    from cnnlab.config import Config
-
-    flat_old = {**_flatten(Config().to_dict()), **_flatten(old)}
-    flat_new = _flatten(new)
+    flat_old = {**flatten(Config().to_dict()), **flatten(old)}
+    flat_new = flatten(new)
     return sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
 
 
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted key: value}``."""
     if not isinstance(tree, dict):
         return {prefix: tree}
     flat: dict[str, Any] = {}
     for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return flat
 
 
@@ -150,11 +203,15 @@ class Run:
 
     @property
     def model_path(self) -> Path:
-        return self.path / "model.keras"
+        return self.path / MODEL_FILE
 
     @property
     def status(self) -> str:
         return str(self.metrics.get("status", "unknown"))
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name", self.path.name))
 
 
 def read_run(path: str | Path) -> Run:
@@ -162,16 +219,16 @@ def read_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: no such run folder; give a folder written by 'cnnlab train'")
-    metrics_file = path / "metrics.json"
-    if not metrics_file.exists() or not (path / "config.yaml").exists():
+    metrics_file = path / METRICS_FILE
+    if not metrics_file.exists() or not (path / CONFIG_FILE).exists():
         raise RunError(f"{path}: not a finished run (no metrics.json or config.yaml); "
                        "train it with 'cnnlab train' first")
     try:
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise RunError(f"{path}: damaged run record ({exc}); train the run again") from None
-    history_file = path / "history.csv"
+    history_file = path / HISTORY_FILE
     history = read_csv(history_file) if history_file.exists() else []
     return Run(path=path, config=config, metrics=metrics, history=history)
 
@@ -193,3 +250,18 @@ def load_model(path: str | Path, trust_code: bool = False) -> Any:
                            ) from None
         raise RunError(f"{path}: cannot load the model ({str(exc).splitlines()[0][:150]}); "
                        "train the run again") from None
+
+
+def load_run_model(run: Run, trust_code: bool = False) -> Any:
+    """A finished run's best model (safe mode unless ``trust_code``)."""
+    if not run.model_path.exists():
+        raise RunError(f"{run.path}: no model.keras (the run diverged before any checkpoint); "
+                       "train it again")
+    return load_model(run.model_path, trust_code)
+
+
+def load_run_data(run: Run, log: Callable[[str], None] = print) -> Dataset:
+    """The data a finished run used, read from the location it recorded; DataError if the
+    data found there now differs (by fingerprint)."""
+    config = config_from_dict(run.config, str(run.path / CONFIG_FILE))
+    return reload_recorded(config.data, config.seed, run.metrics.get("data", {}), log)

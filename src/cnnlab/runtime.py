@@ -1,19 +1,18 @@
 """Process-wide TensorFlow CPU settings, chosen from the config before TensorFlow is imported.
 
-Two settings make the study's small CNNs 1.5-3x faster on a CPU, and TensorFlow reads
+Two settings change the speed of the study's small CNNs on a CPU, and TensorFlow reads
 both once per process:
 
-- **oneDNN** (``TF_ENABLE_ONEDNN_OPTS``): on CPUs without AVX-512 VNNI (such as this
-  project's AMD EPYC) TensorFlow runs Eigen's convolution, which is 3-7x slower here
-  from batch 4 up; at batch 1-2 oneDNN's per-call cost makes it slower instead.
-- **threads** (``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS``): at batch
-  4-8 one thread beats two, because the ops are too small to split.
+- **oneDNN** (``TF_ENABLE_ONEDNN_OPTS``): oneDNN's convolutions instead of Eigen's;
+  faster from small batches up, slower at batch 1-2 where its per-call cost dominates.
+- **threads** (``TF_NUM_INTRAOP_THREADS`` / ``TF_NUM_INTEROP_THREADS``): at small
+  batches one thread beats several, because the ops are too small to split.
 
 ``train.onednn`` and ``train.threads`` (both ``auto`` by default) choose them per run
 (:func:`wanted`); :func:`select` applies them before TensorFlow's import, and
 :func:`active` says what the process got. A sweep trains the runs that want other
-settings in child processes (:mod:`cnnlab.child_run`). Thresholds measured with
-``benchmarks/bench_train.py``.
+settings in worker processes (:mod:`cnnlab.executors`). The thresholds below come from
+``benchmarks/bench_train.py``; the measurements are in ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -28,8 +27,8 @@ from cnnlab.config import Config, TrainConfig
 
 ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"
 THREAD_ENVS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
-ONEDNN_MIN_BATCH = 4  # measured: off is faster at batch 1, even at 2, on from 4 up
-ONE_THREAD_MAX_BATCH = 8  # measured: 1 thread faster at batch 4-8, not at 16, slower at 32
+ONEDNN_MIN_BATCH = 4  # oneDNN on from this batch size up
+ONE_THREAD_MAX_BATCH = 8  # one op thread up to this batch size
 _SELECTED = "CNNLAB_SETTINGS_SELECTED"  # marks the variables as cnnlab's (children inherit)
 # The user's own settings, read before cnnlab sets anything:
 _USER_ONEDNN = None if os.environ.get(_SELECTED) else os.environ.get(ONEDNN_ENV)

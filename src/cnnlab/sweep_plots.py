@@ -1,8 +1,7 @@
-"""Figures and tables of many runs: curve overlays, accuracy bars, batch-size timing.
+"""Figures of many runs: curve overlays, accuracy bars, batch-size timing.
 
-Tables are computed by plain functions (``timing_rows``, ``timing_markdown``);
-the ``plot_*`` functions only draw what they are given; ``draw_all`` writes
-everything a sweep or a comparison gets.
+The numbers come from :mod:`cnnlab.results`; the ``plot_*`` functions only draw what
+they are given; ``draw_all`` writes everything a sweep or a comparison gets.
 """
 
 from __future__ import annotations
@@ -19,14 +18,15 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from cnnlab import runs  # noqa: E402
 from cnnlab.plots import save_figure  # noqa: E402
-from cnnlab.sweep_results import Curves  # noqa: E402
-
-# The reference report's Table 1 (its machine): batch size -> (ms per step, s per epoch).
-REPORT_TABLE1 = {1: (2.65, 13.26), 2: (3.42, 8.54), 4: (4.59, 5.74), 8: (5.77, 3.61),
-                 16: (8.67, 2.71), 32: (13.55, 2.13), 64: (22.69, 1.79), 128: (36.91, 1.48),
-                 256: (69.29, 1.39)}
-TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
-                  "report_s_per_epoch", "variant", "run"]
+from cnnlab.results import (  # noqa: E402
+    TIMING_COLUMNS,
+    Curves,
+    ranked_status,
+    report_table1,
+    timing_markdown,
+    timing_rows,
+)
+from cnnlab.runs import Status  # noqa: E402
 
 
 def _colours(n: int) -> list[Any]:
@@ -36,40 +36,6 @@ def _colours(n: int) -> list[Any]:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and value == value
-
-
-# --- computing ---
-
-def timing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Batch size, ms/step and s/epoch per run (with the report's Table 1 beside), by batch."""
-    table = []
-    for row in rows:
-        batch = row.get("train.batch_size")
-        if (not _finite(batch) or not _finite(row.get("ms_per_step"))
-                or row.get("status") not in ("finished", "early_stopped")):
-            continue  # a diverged run stopped early: its timing is not comparable
-        report = REPORT_TABLE1.get(int(batch), ("", ""))
-        table.append({"batch_size": int(batch), "ms_per_step": round(row["ms_per_step"], 2),
-                      "s_per_epoch": round(row["s_per_epoch"], 2),
-                      "report_ms_per_step": report[0], "report_s_per_epoch": report[1],
-                      "variant": row.get("variant") or "", "run": row["run"]})
-    return sorted(table, key=lambda r: (r["variant"], r["batch_size"]))
-
-
-def timing_markdown(table: Sequence[dict[str, Any]]) -> str:
-    """Table 1 as Markdown: this machine's figures next to the report's."""
-    variants = any(r["variant"] for r in table)
-    head = (["variant"] if variants else []) + [
-        "batch", "ms / step", "s / epoch", "report ms / step", "report s / epoch"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table:
-        cells = ([r["variant"]] if variants else []) + [
-            r["batch_size"], f"{r['ms_per_step']:.2f}", f"{r['s_per_epoch']:.2f}",
-            r["report_ms_per_step"], r["report_s_per_epoch"]]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    note = ("\nms / step and s / epoch: median over epochs 2..N of the training time "
-            "(validation excluded). Report figures: its own machine (Table 1).\n")
-    return "\n".join(lines) + "\n" + note
 
 
 # --- drawing ---
@@ -83,8 +49,7 @@ def plot_curve_overlay(curves: Sequence[Curves], path: Path, title: str) -> None
     handles = []
     for curve, colour in zip(curves, _colours(len(curves)), strict=True):
         epochs = [int(r["epoch"]) for r in curve.history]
-        label = curve.label + ("" if curve.status in ("finished", "early_stopped")
-                               else f" ({curve.status})")
+        label = curve.label + ("" if ranked_status(curve.status) else f" ({curve.status})")
         for ax, (key, _) in zip(axes.flat, panels, strict=True):
             values = [float(r[key]) if _finite(r[key]) else float("nan") for r in curve.history]
             ax.plot(epochs, values, "o-", ms=2.5, lw=1.4, color=colour)
@@ -110,8 +75,8 @@ def plot_curve_overlay(curves: Sequence[Curves], path: Path, title: str) -> None
 
 def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """Best validation accuracy and test accuracy of each run, as horizontal bars."""
-    labels = [str(r["run"]) + ("" if r["status"] in ("finished", "early_stopped")
-                               else f" ({r['status']})") for r in rows]
+    labels = [str(r["run"]) + ("" if ranked_status(r["status"]) else f" ({r['status']})")
+              for r in rows]
     val = [r["best_val_accuracy"] if _finite(r["best_val_accuracy"]) else 0.0 for r in rows]
     test = [r["test_accuracy"] if _finite(r["test_accuracy"]) else 0.0 for r in rows]
     positions = range(len(rows))
@@ -137,6 +102,7 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
 def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """ms/step and s/epoch against batch size (log-2 axis), with the report's figures."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    reference = report_table1()
     groups = list(dict.fromkeys(r["variant"] for r in table))
     for ax, key, name in ((axes[0], "ms_per_step", "time per step (ms)"),
                           (axes[1], "s_per_epoch", "time per epoch (s)")):
@@ -144,11 +110,11 @@ def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None
             rows = [r for r in table if r["variant"] == group]
             ax.plot([r["batch_size"] for r in rows], [r[key] for r in rows], "o-",
                     label=f"this machine{f' ({group})' if group else ''}")
-        report = [(b, v[0 if key == "ms_per_step" else 1]) for b, v in REPORT_TABLE1.items()]
+        report = [(b, v[0 if key == "ms_per_step" else 1]) for b, v in reference.items()]
         ax.plot(*zip(*report, strict=True), "s--", color="grey", alpha=0.7,
                 label="report (Table 1)")
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({r["batch_size"] for r in table} | set(REPORT_TABLE1)))
+        ax.set_xticks(sorted({r["batch_size"] for r in table} | set(reference)))
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel("batch size (log 2 scale)")
         ax.set_ylabel(name)
@@ -189,7 +155,7 @@ def draw_all(out_dir: Path, title: str, rows: Sequence[dict[str, Any]], params: 
     if curves:
         plot_curve_overlay(curves, out_dir / "curves.png", title)
         written.append(out_dir / "curves.png")
-    done = [r for r in rows if r["status"] not in ("pending", "failed")]
+    done = [r for r in rows if r["status"] not in (Status.PENDING, Status.FAILED)]
     if done:
         plot_accuracy_bars(done, out_dir / "accuracy.png", title)
         written.append(out_dir / "accuracy.png")

@@ -1,14 +1,14 @@
 """Tracking: TensorBoard logs for every run, HParams for sweeps, optional MLflow.
 
-Hooks used by :mod:`cnnlab.training` and :mod:`cnnlab.sweep`:
+Used by :mod:`cnnlab.training` (each run) and :mod:`cnnlab.sweep` (after a sweep):
 
 - ``callbacks(config, run_dir)``: Keras callbacks appended to training's own --
   TensorBoard (``RUN_DIR/tensorboard/``, epoch scalars only: no graph, no profiling,
   nothing per batch) and, with ``tracking.mlflow: true``, :class:`MlflowLogger`.
 - ``finish_run(config, run_dir, metrics)``: after ``metrics.json`` is written, logs the
   final metrics, timing and artifacts (model, plots) to MLflow and closes its run.
-- ``write_sweep_hparams(sweep, sweep_dir)``: one HParams session per finished run of a
-  sweep in ``<sweep>/hparams/<id>/`` (the sweep's varying keys and the final metrics),
+- ``write_sweep_hparams(sweep_dir, ...)``: one HParams session per finished run of a
+  sweep in ``<sweep>/hparams/<id>/`` (the results table's varied keys and final metrics),
   so ``tensorboard --logdir outputs/`` shows every sweep's runs in the HParams view.
 
 MLflow is optional (``pip install "cnnlab[mlflow]"``) and imported only when enabled.
@@ -26,15 +26,12 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cnnlab import runs
 from cnnlab.config import Config
 from cnnlab.errors import CnnlabError
-from cnnlab.tf import keras
-
-if TYPE_CHECKING:
-    from cnnlab.sweep import Sweep
+from cnnlab.tf import keras, tf
 
 Log = Callable[[str], None]
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
@@ -49,7 +46,7 @@ def callbacks(config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
     found: list[keras.callbacks.Callback] = []
     if config.tracking.tensorboard:
         found.append(keras.callbacks.TensorBoard(
-            log_dir=str(Path(run_dir) / "tensorboard"), update_freq="epoch",
+            log_dir=str(Path(run_dir) / runs.TENSORBOARD_DIR), update_freq="epoch",
             profile_batch=0, write_graph=False, histogram_freq=0))
     if config.tracking.mlflow:
         found.append(MlflowLogger(config, Path(run_dir)))
@@ -80,7 +77,7 @@ def experiment_name(config: Config, run_dir: Path) -> str:
     the config name."""
     if config.tracking.experiment:
         return config.tracking.experiment
-    record = Path(run_dir).parent / "sweep.yaml"
+    record = Path(run_dir).parent / runs.SWEEP_FILE
     if record.exists():
         import yaml
 
@@ -136,7 +133,7 @@ class MlflowLogger(keras.callbacks.Callback):
 
         uri = tracking_uri(self.config)
         self.client = _client(uri)
-        record_file = self.run_dir / "mlflow.json"
+        record_file = self.run_dir / runs.MLFLOW_FILE
         if record_file.exists():  # a resumed run continues its MLflow run
             self.run_id = json.loads(record_file.read_text())["run_id"]
             self.client.update_run(self.run_id, "RUNNING")
@@ -164,7 +161,7 @@ class MlflowLogger(keras.callbacks.Callback):
 
 def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:
     """Final metrics, timing and artifacts to MLflow; closes the run (no-op without MLflow)."""
-    record_file = Path(run_dir) / "mlflow.json"
+    record_file = Path(run_dir) / runs.MLFLOW_FILE
     if not config.tracking.mlflow or not record_file.exists():
         return
     record = json.loads(record_file.read_text())
@@ -175,7 +172,7 @@ def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:
               if isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k])]
     client.log_batch(run_id, metrics=values)
     client.set_tag(run_id, "cnnlab.status", metrics.get("status", ""))
-    for name in ("model.keras", "config.yaml", "metrics.json", "history.csv"):
+    for name in (runs.MODEL_FILE, runs.CONFIG_FILE, runs.METRICS_FILE, runs.HISTORY_FILE):
         if (Path(run_dir) / name).exists():
             client.log_artifact(run_id, str(Path(run_dir) / name))
     for plot in sorted(Path(run_dir).glob("*.png")):
@@ -186,41 +183,35 @@ def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:
 # --- TensorBoard HParams for sweeps ---
 
 def _hparam_value(value: Any) -> bool | int | float | str:
-    if isinstance(value, bool | int | float | str):
-        return value
-    from cnnlab.sweep_results import format_value
-
-    return format_value(value)
+    return value if isinstance(value, bool | int | float | str) else str(value)
 
 
-def write_sweep_hparams(sweep: Sweep, sweep_dir: Path, log: Log = print) -> int:
-    """One HParams session per finished run (its varying keys and final metrics) in
-    ``<sweep>/hparams/<id>/``, all rewritten on every call; run folders are not touched
-    (a resumed sweep leaves finished runs as they were). Returns the number of runs."""
+def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, Any]],
+                        params: list[str], log: Log = print) -> int:
+    """One HParams session per finished run of a sweep (its ``params`` cells of the results
+    table and its final metrics) in ``<sweep>/hparams/<id>/``, all rewritten on every call;
+    run folders are not touched. Returns the number of runs written."""
     from tensorboard.plugins.hparams import api as hp
 
-    from cnnlab.sweep_results import dotted_get
-    from cnnlab.tf import tf
-
-    root = Path(sweep_dir) / "hparams"
+    root = Path(sweep_dir) / runs.HPARAMS_DIR
     if root.exists():
         shutil.rmtree(root)
     written = 0
-    for run in sweep.runs:
-        metrics_file = Path(sweep_dir) / run.id / "metrics.json"
-        if not metrics_file.exists() or not run.config.tracking.tensorboard:
+    for row in rows:
+        run_dir = Path(sweep_dir) / row["run_dir"]
+        if not runs.is_finished(run_dir):
             continue
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        logdir = root / run.id
-        config = run.config.to_dict()
-        hparams = {key: _hparam_value(dotted_get(config, key)) for key in sweep.varying}
-        writer = tf.summary.create_file_writer(str(logdir))
+        run = runs.read_run(run_dir)
+        if not run.config.get("tracking", {}).get("tensorboard", True):
+            continue
+        writer = tf.summary.create_file_writer(str(root / run_dir.name))
         with writer.as_default():
-            hp.hparams(hparams, trial_id=f"{sweep.name}/{run.id}")
-            step = int(metrics.get("epochs_run") or 0)
+            hp.hparams({key: _hparam_value(row[key]) for key in params},
+                       trial_id=f"{sweep_name}/{run_dir.name}")
+            step = int(run.metrics.get("epochs_run") or 0)
             for key in FINAL_KEYS[:4]:
-                if isinstance(metrics.get(key), int | float):
-                    tf.summary.scalar(key, metrics[key], step=step)
+                if isinstance(run.metrics.get(key), int | float):
+                    tf.summary.scalar(key, run.metrics[key], step=step)
         writer.close()
         written += 1
     if written:

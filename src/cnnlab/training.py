@@ -21,22 +21,15 @@ from typing import Any
 import numpy as np
 
 from cnnlab import __version__, analysis, distribute, plots, report, runs, runtime, tracking
-from cnnlab.config import Config, TrainConfig, config_from_dict
-from cnnlab.data import Dataset, input_spec, load_dataset, reload_recorded
-from cnnlab.errors import RunError
+from cnnlab.config import Config, TrainConfig
+from cnnlab.data import Dataset, input_spec, load_dataset
+from cnnlab.errors import TrainingInterrupted
 from cnnlab.model import build_model, check_fits, format_layer_table, trainable_params
+from cnnlab.runs import Status
 from cnnlab.tf import keras, tf
 from cnnlab.timing import EpochTimer
 
 Log = Callable[[str], None]
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training; the run folder holds the history so far."""
-
-    def __init__(self, run_dir: Path):
-        super().__init__(f"training interrupted; history so far kept in {run_dir}")
-        self.run_dir = run_dir
 
 
 def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
@@ -135,10 +128,10 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
     callbacks = [
         timer,
         recorder,
-        BestCheckpoint(run_dir / "model.keras", best_so_far),
+        BestCheckpoint(run_dir / runs.MODEL_FILE, best_so_far),
         keras.callbacks.TerminateOnNaN(),
         # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
-        keras.callbacks.BackupAndRestore(run_dir / "backup", double_checkpoint=True),
+        keras.callbacks.BackupAndRestore(run_dir / runs.BACKUP_DIR, double_checkpoint=True),
     ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -149,9 +142,9 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
 
 def _resume_point(run_dir: Path) -> list[dict[str, Any]]:
     """History rows of the epochs the backup holds (later rows were not backed up)."""
-    meta = run_dir / "backup" / "training_metadata.json"
+    meta = run_dir / runs.BACKUP_DIR / "training_metadata.json"  # written by Keras
     done = json.loads(meta.read_text())["epoch"] if meta.exists() else 0
-    history = run_dir / "history.csv"
+    history = run_dir / runs.HISTORY_FILE
     rows = runs.read_csv(history) if history.exists() and done else []
     return rows[:done]
 
@@ -187,20 +180,20 @@ def _test_metrics(model: keras.Model, data: Dataset, batch_size: int) -> dict[st
     }
 
 
-def _status(rows: list[dict[str, Any]], epochs: int) -> str:
+def _status(rows: list[dict[str, Any]], epochs: int) -> Status:
     if any(not math.isfinite(r["loss"]) for r in rows):
-        return "diverged"
-    return "finished" if len(rows) >= epochs else "early_stopped"
+        return Status.DIVERGED
+    return Status.FINISHED if len(rows) >= epochs else Status.EARLY_STOPPED
 
 
 def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
                  class_names: tuple[str, ...]) -> None:
-    plots.plot_curves(rows, run_dir / "curves.png", title,
+    plots.plot_curves(rows, run_dir / runs.CURVES_FILE, title,
                       best_epoch=metrics["best_epoch"], overfit_epoch=metrics["overfit_epoch"])
     if metrics.get("confusion_matrix") is not None:
         acc = metrics["test_accuracy"]
         plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names,
-                                    run_dir / "confusion_matrix.png",
+                                    run_dir / runs.CONFUSION_FILE,
                                     f"{title}: test set confusion matrix (accuracy {acc:.3f})")
 
 
@@ -227,15 +220,31 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
                       steps_per_execution=steps_per_execution(config.train, len(data.y_train)))
     run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
     done_rows = _resume_point(run_dir) if resume else []
-    runs.write_atomic(run_dir / "config.yaml", config.to_yaml())
-    runs.write_atomic(run_dir / "summary.txt", format_layer_table(model) + "\n")
-    runs.write_json(run_dir / "status.json", {"status": "running"})
-    log(f"run folder: {run_dir}" + (f" (resuming after epoch {len(done_rows)})" if resume else ""))
+    _start_run_folder(config, run_dir, model, data, done_rows, log)
+    rows = _fit(config, run_dir, model, data, done_rows)
+    metrics = _finish(config, run_dir, model, data, rows)
+    tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
+    log(summary_line(metrics, run_dir))
+    report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
+    return runs.read_run(run_dir)
+
+
+def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
+                      done_rows: list[dict[str, Any]], log: Log) -> None:
+    runs.write_atomic(run_dir / runs.CONFIG_FILE, config.to_yaml())
+    runs.write_atomic(run_dir / runs.SUMMARY_FILE, format_layer_table(model) + "\n")
+    runs.write_json(run_dir / runs.STATUS_FILE, {"status": Status.RUNNING})
+    log(f"run folder: {run_dir}"
+        + (f" (resuming after epoch {len(done_rows)})" if done_rows else ""))
     log(f"data: {data.record['origin']} {data.record['location']} -- train "
         f"{len(data.y_train)}, val {len(data.y_val)}, test {len(data.y_test)}")
 
+
+def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
+         done_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
-    recorder = HistoryRecorder(run_dir / "history.csv", timer, done_rows)
+    recorder = HistoryRecorder(run_dir / runs.HISTORY_FILE, timer, done_rows)
     try:
         model.fit(
             data.x_train, data.y_train, batch_size=config.train.batch_size,
@@ -244,17 +253,11 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
             callbacks=_callbacks(config, run_dir, timer, recorder),
         )
     except KeyboardInterrupt:
-        runs.write_json(run_dir / "status.json", {
-            "status": "interrupted", "epochs_completed": len(recorder.rows),
+        runs.write_json(run_dir / runs.STATUS_FILE, {
+            "status": Status.INTERRUPTED, "epochs_completed": len(recorder.rows),
             "resume_with": "cnnlab train CONFIG --out RUN_DIR --resume (same CONFIG and --set)"})
         raise TrainingInterrupted(run_dir) from None
-
-    rows = recorder.rows
-    metrics = _finish(config, run_dir, model, data, rows)
-    tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
-    log(summary_line(metrics, run_dir))
-    report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
-    return runs.read_run(run_dir)
+    return recorder.rows
 
 
 def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
@@ -263,7 +266,7 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     status = _status(rows, config.train.epochs)
     best = analysis.best_epoch([r["val_accuracy"] for r in rows])
     test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None}
-    checkpoint = run_dir / "model.keras"
+    checkpoint = run_dir / runs.MODEL_FILE
     if checkpoint.exists():
         best_model = runs.load_model(checkpoint)
         test = _test_metrics(best_model, data, config.train.batch_size)
@@ -284,8 +287,8 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "environment": environment(),
     }
     _write_plots(run_dir, config.name, rows, metrics, data.class_names)
-    (run_dir / "status.json").unlink(missing_ok=True)  # metrics.json alone marks it finished
-    runs.write_json(run_dir / "metrics.json", _json_safe(metrics))
+    (run_dir / runs.STATUS_FILE).unlink(missing_ok=True)  # metrics.json alone: finished
+    runs.write_json(run_dir / runs.METRICS_FILE, _json_safe(metrics))
     return metrics
 
 
@@ -319,14 +322,10 @@ def evaluate_run(run_dir: str | Path, log: Log = print, trust_model: bool = Fals
     error, so that the comparison is on the same images. Writes ``evaluation.json``.
     """
     run = runs.read_run(run_dir)
-    if not run.model_path.exists():
-        raise RunError(f"{run.path}: no model.keras (the run diverged before any checkpoint); "
-                       "train it again")
-    config = config_from_dict(run.config, str(run.path / "config.yaml"))
-    data = reload_recorded(config.data, config.seed, run.metrics.get("data", {}), log)
-    model = runs.load_model(run.model_path, trust_code=trust_model)
-    result = _test_metrics(model, data, config.train.batch_size)
+    model = runs.load_run_model(run, trust_code=trust_model)
+    data = runs.load_run_data(run, log)
+    result = _test_metrics(model, data, int(run.config["train"]["batch_size"]))
     result["recorded_test_accuracy"] = run.metrics.get("test_accuracy")
     result["class_names"] = list(data.class_names)
-    runs.write_json(run.path / "evaluation.json", result)
+    runs.write_json(run.path / runs.EVALUATION_FILE, result)
     return result

@@ -1,35 +1,34 @@
-"""Results of many runs: one row per run, ranking, the console table, and ``cnnlab compare``.
+"""Results of many runs: one row per run, ranking, the console table, the timing table,
+the winner's config, and the rows of ``cnnlab compare``.
 
 Rows are computed from run folders alone (``metrics.json``, ``config.yaml``,
-``history.csv``), so a sweep's results can be rebuilt at any time; drawing is
-left to :mod:`cnnlab.sweep_plots`.
+``history.csv``), so a sweep's results can be rebuilt at any time; drawing is left to
+:mod:`cnnlab.sweep_plots`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from cnnlab import runs
+from cnnlab.config import config_from_dict, format_value
 from cnnlab.errors import RunError
+from cnnlab.runs import Status
+from cnnlab.sweep_spec import SELECT_BY, Sweep
 
-if TYPE_CHECKING:
-    from cnnlab.sweep import Sweep
-
-Log = Callable[[str], None]
-
-# How the winner is chosen: the metric and whether higher ("max") or lower is better.
-SELECT_BY = {"best_val_accuracy": "max", "final_val_loss": "min"}
 METRIC_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
                   "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
                   "trainable_params", "status"]
-RANKED_STATUSES = ("finished", "early_stopped")
+TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
+                  "report_s_per_epoch", "variant", "run"]
+REFERENCE_FILE = Path(__file__).parent / "reference.yaml"  # the report's own numbers
 
 
 @dataclass(frozen=True)
@@ -40,12 +39,6 @@ class Curves:
     history: list[dict[str, Any]]
     overfit_epoch: int | None
     status: str
-
-
-def format_value(value: Any) -> str:
-    """A value as YAML flow text: ``[8, 16]``, ``true``, ``null``, ``0.001``."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**6)
-    return text.strip().removesuffix("...").strip()
 
 
 def _cell(value: Any) -> Any:
@@ -66,7 +59,7 @@ def dotted_get(config: dict[str, Any], key: str) -> Any:
 
 def metrics_row(run_dir: Path) -> dict[str, Any]:
     """The metric columns of one run folder; status ``pending`` or ``failed`` if unfinished."""
-    metrics_file = run_dir / "metrics.json"
+    metrics_file = run_dir / runs.METRICS_FILE
     if metrics_file.exists():
         metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
         row = {key: metrics.get(key) for key in METRIC_COLUMNS}
@@ -74,20 +67,24 @@ def metrics_row(run_dir: Path) -> dict[str, Any]:
             if isinstance(value, float):
                 row[key] = round(value, 3 if key in ("ms_per_step", "s_per_epoch") else 6)
         return {k: ("" if v is None else v) for k, v in row.items()}
-    status = "failed" if (run_dir / "error.json").exists() else "pending"
+    status = Status.FAILED if (run_dir / runs.ERROR_FILE).exists() else Status.PENDING
     return {**{key: "" for key in METRIC_COLUMNS}, "status": status}
 
 
 def rank_rows(rows: list[dict[str, Any]], select_by: str = "best_val_accuracy") -> None:
     """Set ``rank`` (1 = best by ``select_by``) on finished rows; the others get none."""
     sign = -1 if SELECT_BY[select_by] == "max" else 1
-    ranked = [r for r in rows if r["status"] in RANKED_STATUSES
+    ranked = [r for r in rows if ranked_status(r["status"])
               and isinstance(r.get(select_by), int | float) and math.isfinite(r[select_by])]
     ranked.sort(key=lambda r: sign * r[select_by])
     for row in rows:
         row["rank"] = ""
     for position, row in enumerate(ranked, start=1):
         row["rank"] = position
+
+
+def ranked_status(status: Any) -> bool:
+    return status in Status.__members__.values() and Status(status).ranked
 
 
 def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -122,8 +119,8 @@ def _text(value: Any) -> str:
 
 
 def read_curves(run_dir: Path, label: str, row: dict[str, Any]) -> Curves | None:
-    history_file = run_dir / "history.csv"
-    if row["status"] in ("pending", "failed") or not history_file.exists():
+    history_file = run_dir / runs.HISTORY_FILE
+    if row["status"] in (Status.PENDING, Status.FAILED) or not history_file.exists():
         return None
     overfit = row.get("overfit_epoch")
     return Curves(label, runs.read_csv(history_file), overfit if overfit != "" else None,
@@ -132,9 +129,9 @@ def read_curves(run_dir: Path, label: str, row: dict[str, Any]) -> Curves | None
 
 # --- sweeps ---
 
-def sweep_rows(sweep: Sweep, sweep_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """One row per run of the sweep (finished or not), ranked, and the parameter columns."""
-    params = (["variant"] if sweep.variants else []) + sweep.varying
+def sweep_rows(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per run of the sweep (finished or not), ranked; columns: :func:`columns`
+    of ``sweep.params``."""
     rows = []
     for run in sweep.runs:
         config = run.config.to_dict()
@@ -146,51 +143,83 @@ def sweep_rows(sweep: Sweep, sweep_dir: Path) -> tuple[list[dict[str, Any]], lis
         row["run_dir"] = run.id
         rows.append(row)
     rank_rows(rows, sweep.select_by)
-    return rows, params
-
-
-def write_sweep_results(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
-    rows, params = sweep_rows(sweep, sweep_dir)
-    runs.write_csv(sweep_dir / "results.csv", rows, columns(params))
     return rows
 
 
-def finish_sweep(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
-    """Results table, the winner's config (``best_config.yaml``) and the sweep's plots."""
-    from cnnlab import sweep_plots
-
-    rows, params = sweep_rows(sweep, sweep_dir)
-    runs.write_csv(sweep_dir / "results.csv", rows, columns(params))
-    log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
-    log(format_table(rows, params))
-    winner = next((r for r in rows if r["rank"] == 1), None)
-    if winner:
-        write_best_config(sweep, sweep_dir, winner)
-        log(f"best: {winner['run']} ({sweep.select_by} {_text(winner[sweep.select_by])}) -> "
-            f"{sweep_dir / 'best_config.yaml'} (train it with: cnnlab train "
-            f"{sweep_dir / 'best_config.yaml'})")
-    curves = [read_curves(sweep_dir / r["run"], r["run"].split("-", 1)[-1], r) for r in rows]
-    written = sweep_plots.draw_all(sweep_dir, f"sweep {sweep.name}", rows, params,
-                                   [c for c in curves if c])
-    log(f"results: {sweep_dir / 'results.csv'}; plots: {', '.join(p.name for p in written)}")
-    from cnnlab.report import try_write_report
-
-    try_write_report(sweep_dir, log)
+def write_sweep_results(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
+    """Rewrite ``results.csv`` from the run folders; returns its rows."""
+    rows = sweep_rows(sweep, sweep_dir)
+    runs.write_csv(sweep_dir / runs.RESULTS_FILE, rows, columns(sweep.params))
+    return rows
 
 
-def write_best_config(sweep: Sweep, sweep_dir: Path, winner: dict[str, Any]) -> Path:
+def winner(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in rows if r["rank"] == 1), None)
+
+
+def write_best_config(sweep: Sweep, sweep_dir: Path, best: dict[str, Any]) -> Path:
     """The winning run's config, renamed ``<sweep>-best``, ready for ``cnnlab train``."""
-    run = next(r for r in sweep.runs if r.id == winner["run"])
+    run = next(r for r in sweep.runs if r.id == best["run"])
     config = {**run.config.to_dict(), "name": f"{sweep.name}-best"}
+    path = sweep_dir / runs.BEST_CONFIG_FILE
     header = (f"# Winner of sweep '{sweep.name}': run {run.id}, {sweep.select_by} "
-              f"{winner[sweep.select_by]}.\n# Overrides: "
+              f"{best[sweep.select_by]}.\n# Overrides: "
               + (", ".join(f"{k}={format_value(v)}" for k, v in run.overrides.items()) or "none")
-              + f"\n# Train it: cnnlab train {sweep_dir / 'best_config.yaml'}\n")
-    from cnnlab.config import config_from_dict
-
-    path = sweep_dir / "best_config.yaml"
+              + f"\n# Train it: cnnlab train {path}\n")
     runs.write_atomic(path, header + config_from_dict(config, str(path)).to_yaml())
     return path
+
+
+def all_curves(rows: Sequence[dict[str, Any]], folder: Path) -> list[Curves]:
+    """The curves of every row's run that has a history; ``run_dir`` is relative to
+    ``folder`` (a sweep) or absolute (a comparison)."""
+    found = [read_curves(folder / r["run_dir"], r["run"], r) for r in rows]
+    return [c for c in found if c]
+
+
+# --- the batch-size timing table (report Table 1) ---
+
+def report_table1() -> dict[int, tuple[float, float]]:
+    """The reference report's Table 1: batch size -> (ms per step, s per epoch)."""
+    table = yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))["table1"]
+    return {int(batch): (values[0], values[1]) for batch, values in table.items()}
+
+
+def timing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Batch size, ms/step and s/epoch per run (with the report's Table 1 beside), by batch."""
+    reference = report_table1()
+    table = []
+    for row in rows:
+        batch = row.get("train.batch_size")
+        if (not _finite(batch) or not _finite(row.get("ms_per_step"))
+                or not ranked_status(row.get("status"))):
+            continue  # a diverged run stopped early: its timing is not comparable
+        report = reference.get(int(batch), ("", ""))
+        table.append({"batch_size": int(batch), "ms_per_step": round(row["ms_per_step"], 2),
+                      "s_per_epoch": round(row["s_per_epoch"], 2),
+                      "report_ms_per_step": report[0], "report_s_per_epoch": report[1],
+                      "variant": row.get("variant") or "", "run": row["run"]})
+    return sorted(table, key=lambda r: (r["variant"], r["batch_size"]))
+
+
+def timing_markdown(table: Sequence[dict[str, Any]]) -> str:
+    """Table 1 as Markdown: this machine's figures next to the report's."""
+    variants = any(r["variant"] for r in table)
+    head = (["variant"] if variants else []) + [
+        "batch", "ms / step", "s / epoch", "report ms / step", "report s / epoch"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in table:
+        cells = ([r["variant"]] if variants else []) + [
+            r["batch_size"], f"{r['ms_per_step']:.2f}", f"{r['s_per_epoch']:.2f}",
+            r["report_ms_per_step"], r["report_s_per_epoch"]]
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    note = ("\nms / step and s / epoch: median over epochs 2..N of the training time "
+            "(validation excluded). Report figures: its own machine (Table 1).\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and value == value
 
 
 # --- cnnlab compare ---
@@ -199,10 +228,10 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
     """Finished run folders among ``paths``: a run folder itself, or the runs inside a folder."""
     found: list[Path] = []
     for path in map(Path, paths):
-        if (path / "metrics.json").exists():
+        if runs.is_finished(path):
             found.append(path)
         elif path.is_dir():
-            inside = sorted(p.parent for p in path.glob("*/metrics.json"))
+            inside = sorted(p.parent for p in path.glob(f"*/{runs.METRICS_FILE}"))
             if not inside:
                 raise RunError(f"{path}: holds no finished run (no metrics.json in it or its "
                                "sub-folders); give run folders or sweep folders")
@@ -214,16 +243,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
     """Dotted config keys whose values differ between runs (``name`` left out)."""
-    def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in config.items():
-            if isinstance(value, dict):
-                out.update(flat(value, f"{prefix}{key}."))
-            else:
-                out[f"{prefix}{key}"] = value
-        return out
-
-    flats = [flat(c) for c in configs]
+    flats = [runs.flatten(c) for c in configs]
     keys = list(dict.fromkeys(k for f in flats for k in f))
     return [k for k in keys if k != "name" and len({repr(f.get(k)) for f in flats}) > 1]
 
@@ -233,11 +253,8 @@ def _labels(paths: list[Path]) -> list[str]:
     return [p.name if names.count(p.name) == 1 else f"{p.parent.name}/{p.name}" for p in paths]
 
 
-def compare(paths: Iterable[str | Path], out: str | Path | None = None, log: Log = print,
-            outputs_root: str | Path = "outputs") -> Path:
-    """Overlay the curves of finished runs chosen by hand; write results.csv and plots."""
-    from cnnlab import sweep_plots
-
+def compare_rows(paths: Iterable[str | Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Ranked rows of finished runs chosen by hand, and the config keys that differ."""
     run_dirs = find_runs(paths)
     finished = [runs.read_run(p) for p in run_dirs]
     params = differing_keys([r.config for r in finished])
@@ -249,11 +266,4 @@ def compare(paths: Iterable[str | Path], out: str | Path | None = None, log: Log
         row["run_dir"] = str(run.path.resolve())
         rows.append(row)
     rank_rows(rows)
-    out_dir = runs.new_run_dir(out, "compare", outputs_root)
-    runs.write_csv(out_dir / "results.csv", rows, columns(params))
-    log(format_table(rows, params))
-    curves = [read_curves(Path(r["run_dir"]), r["run"], r) for r in rows]
-    written = sweep_plots.draw_all(out_dir, f"comparison of {len(rows)} runs", rows, params,
-                                   [c for c in curves if c])
-    log(f"results: {out_dir / 'results.csv'}; plots: {', '.join(p.name for p in written)}")
-    return out_dir
+    return rows, params

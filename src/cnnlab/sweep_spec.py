@@ -1,0 +1,278 @@
+"""Sweep files: reading, validating and expanding one into its plan of runs (no TensorFlow).
+
+A sweep file (see docs/sweeps.md)::
+
+    name: batch-size                    # optional; default: the file name
+    description: one line               # optional
+    base: baseline                      # a config path, a built-in name, or an inline mapping
+    set: {data.train_size: 5000}        # optional overrides for every run
+    axes:                               # runs the Cartesian product of the values
+      train.batch_size: [1, 2, 4]
+    variants:                           # named sets of overrides
+      adam: {train.optimizer: adam, train.momentum: null}
+    select_by: best_val_accuracy        # how the winner is chosen
+
+With both ``axes`` and ``variants``, every variant is crossed with every axis
+combination. Everything is validated (each expanded run's config included) before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import (
+    SECTIONS,
+    Config,
+    check_key,
+    check_name,
+    config_from_dict,
+    format_value,
+    merge,
+    overrides_to_dict,
+    parse_override,
+    read_yaml,
+    resolve_config_path,
+    resolve_path,
+)
+from cnnlab.errors import ConfigError
+
+BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
+SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by")
+# How the winner is chosen: the metric and whether higher ("max") or lower is better.
+SELECT_BY = {"best_val_accuracy": "max", "final_val_loss": "min"}
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One run of a sweep: its number, folder name, variant, overrides and resolved config."""
+
+    index: int
+    id: str
+    variant: str | None
+    overrides: dict[str, Any]
+    config: Config
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    origin: str
+    description: str
+    base: dict[str, Any]
+    set: dict[str, Any]
+    axes: dict[str, list[Any]]
+    variants: dict[str, dict[str, Any]]
+    select_by: str
+    runs: tuple[SweepRun, ...]
+
+    @property
+    def varying(self) -> list[str]:
+        """The dotted keys that the sweep varies: variant keys first, then the axes."""
+        keys = [k for overrides in self.variants.values() for k in overrides] + list(self.axes)
+        return list(dict.fromkeys(keys))
+
+    @property
+    def params(self) -> list[str]:
+        """The results table's parameter columns: ``variant`` (if any), then the varied keys."""
+        return (["variant"] if self.variants else []) + self.varying
+
+    def record(self) -> dict[str, Any]:
+        """The resolved sweep, as written to ``sweep.yaml`` in the sweep folder."""
+        return {
+            "name": self.name, "description": self.description, "origin": self.origin,
+            "base": self.base, "set": self.set, "axes": self.axes, "variants": self.variants,
+            "select_by": self.select_by,
+            "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides}
+                     for r in self.runs],
+        }
+
+
+def builtin_sweeps() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_SWEEP_DIR.glob("*.yaml"))
+
+
+def resolve_sweep_path(name_or_path: str | Path) -> Path:
+    """A sweep file path as given, or a built-in sweep by name (``batch-size``, ``grid``...)."""
+    return resolve_path(name_or_path, BUILTIN_SWEEP_DIR, "sweep")
+
+
+def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Sweep:
+    """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run."""
+    path = resolve_sweep_path(name_or_path)
+    raw = read_yaml(path)
+    return sweep_from_dict(raw, str(name_or_path), base_dir=path.parent,
+                           overrides=overrides, default_name=path.stem)
+
+
+def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
+                    overrides: Iterable[str] | Mapping[str, Any] = (),
+                    default_name: str = "sweep") -> Sweep:
+    """Validate a sweep (the YAML as a dict) and expand it into its runs."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping with base and axes and/or variants, "
+                          f"got {type(raw).__name__}")
+    _check_sweep_keys(raw, origin)
+    base = _base(raw.get("base"), origin, base_dir)
+    sweep_set = _dotted(raw.get("set"), f"{origin}: set")
+    cli = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
+    cli_set = {_swept_key(key, "--set"): value for key, value in cli}
+    axes = _axes(raw.get("axes"), origin)
+    variants = _variants(raw.get("variants"), origin)
+    if not axes and not variants:
+        raise ConfigError(f"{origin}: nothing to sweep; add 'axes:' (key: [values]) and/or "
+                          "'variants:' (name: {key: value})")
+    varied = set(axes) | {k for v in variants.values() for k in v}
+    for key in cli_set:
+        if key in varied:
+            raise ConfigError(f"--set {key}: the sweep varies this key; remove the --set or "
+                              "edit the sweep's axes/variants")
+    select_by = raw.get("select_by", "best_val_accuracy")
+    if select_by not in SELECT_BY:
+        raise ConfigError(f"{origin}: select_by: got {select_by!r}; expected one of "
+                          + ", ".join(SELECT_BY))
+    common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
+    return Sweep(name=check_name(raw.get("name", default_name), f"{origin}: name"),
+                 origin=origin, description=str(raw.get("description") or ""),
+                 base=base, set={**sweep_set, **cli_set}, axes=axes, variants=variants,
+                 select_by=select_by, runs=tuple(_expand(common, axes, variants, origin)))
+
+
+def _check_sweep_keys(raw: Mapping[str, Any], origin: str) -> None:
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            match = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1, cutoff=0.5)
+            hint = (f"did you mean '{match[0]}'?" if match
+                    else "valid keys: " + ", ".join(SWEEP_KEYS))
+            raise ConfigError(f"{origin}: unknown sweep key '{key}'; {hint}")
+
+
+def _base(value: Any, origin: str, base_dir: Path) -> dict[str, Any]:
+    """The base config as a raw dict (from a path, a built-in name or inline), validated."""
+    if value is None or isinstance(value, Mapping):
+        raw, where = dict(value or {}), f"{origin}: base"
+    elif isinstance(value, str):
+        local = base_dir / value
+        path = local if not Path(value).is_absolute() and local.is_file() else \
+            resolve_config_path(value)
+        raw, where = read_yaml(path) or {}, str(path)
+    else:
+        raise ConfigError(f"{origin}: base: got {value!r}; expected a config path, a built-in "
+                          "config name or an inline mapping of config keys")
+    config_from_dict(raw, where)  # one-line error naming the base if it is invalid
+    return dict(raw)
+
+
+def _swept_key(key: Any, where: str) -> str:
+    if key == "name":
+        raise ConfigError(f"{where}: 'name' cannot be swept; the sweep names its runs itself")
+    return check_key(key, where)
+
+
+def _dotted(value: Any, where: str) -> dict[str, Any]:
+    """A mapping of overrides as ``{dotted key: value}`` (nested section mappings flattened)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: got {value!r}; expected a mapping of key: value, "
+                          "e.g. {train.optimizer: adam}")
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        if key in SECTIONS and isinstance(item, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in item.items()})
+        else:
+            flat[key] = item
+    for key in flat:
+        _swept_key(key, where)
+    return flat
+
+
+def _axes(value: Any, origin: str) -> dict[str, list[Any]]:
+    axes = _dotted(value, f"{origin}: axes")
+    for key, values in axes.items():
+        if not isinstance(values, list):
+            raise ConfigError(f"{origin}: axes: {key}: got {values!r}; expected a list of "
+                              f"values, e.g. {key}: [a, b]")
+        if not values:
+            raise ConfigError(f"{origin}: axes: {key} is empty; give at least one value")
+    return axes
+
+
+def _variants(value: Any, origin: str) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not value:
+        raise ConfigError(f"{origin}: variants: expected a non-empty mapping of "
+                          "name: {key: value, ...}")
+    variants = {}
+    for name, overrides in value.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ConfigError(f"{origin}: variants: name {name!r}; use letters, digits, "
+                              "'-', '_' or '.'")
+        variants[name] = _dotted(overrides, f"{origin}: variants: {name}")
+    return variants
+
+
+# --- expansion ---
+
+def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
+            variants: dict[str, dict[str, Any]], origin: str) -> Iterable[SweepRun]:
+    variant_items: list[tuple[str | None, dict[str, Any]]] = list(variants.items()) or [(None, {})]
+    combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
+    short = _short_names(list(axes))
+    index = 0
+    for variant, variant_overrides in variant_items:
+        for combo in combos:
+            index += 1
+            parts = ([variant] if variant else []) + [f"{short[k]}={_fmt(v)}"
+                                                      for k, v in combo.items()]
+            run_id = _safe(f"{index:03d}-" + "-".join(parts))
+            overrides = {**variant_overrides, **combo}
+            raw = merge(common, overrides_to_dict(overrides))
+            raw["name"] = run_id.replace("=", "-")  # Keras model names allow no "="
+            try:
+                config = config_from_dict(raw, origin)
+            except ConfigError as exc:
+                raise ConfigError(f"{origin}: run {run_id}: {exc}") from None
+            yield SweepRun(index, run_id, variant, overrides, config)
+
+
+def _short_names(keys: list[str]) -> dict[str, str]:
+    leaves = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: leaf if leaves.count(leaf) == 1 else k for k, leaf in zip(keys, leaves, strict=True)}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "_".join(_fmt(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def _safe(text: str, limit: int = 100) -> str:
+    return re.sub(r"[^A-Za-z0-9._=-]", "_", text)[:limit]
+
+
+def format_overrides(overrides: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in overrides.items()) or "(base config)"
+
+
+def describe(sweep: Sweep) -> str:
+    """The dry-run listing: each run's id and overrides."""
+    lines = [f"sweep {sweep.name} ({sweep.origin}): {len(sweep.runs)} runs"
+             + (f" -- {sweep.description}" if sweep.description else "")]
+    if sweep.set:
+        lines.append(f"every run: {format_overrides(sweep.set)}")
+    lines += [f"  {r.id}: {format_overrides(r.overrides)}" for r in sweep.runs]
+    return "\n".join(lines)
