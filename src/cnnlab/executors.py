@@ -72,19 +72,16 @@ class WorkerProcesses:
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         settings = runtime.wanted(run.config.train)
+        for idle in [s for s, left in self.left.items() if left <= 0 and s in self.pools]:
+            self.pools.pop(idle).close()  # no run left for it: free its memory
         if settings == runtime.active():
             future = self.here.submit(run, run_dir, log)
         else:
             if settings not in self.pools:
                 self.pools[settings] = _Worker(settings, log)
             future = self.pools[settings].submit(run, run_dir, log)
-        future.add_done_callback(lambda _: self._done(settings))
+        future.add_done_callback(lambda _: self.left.subtract([settings]))
         return future
-
-    def _done(self, settings: Settings) -> None:
-        self.left[settings] -= 1
-        if self.left[settings] <= 0 and settings in self.pools:
-            self.pools.pop(settings).close()  # no run left for it: free its memory
 
     def close(self, cancel: bool = False) -> None:
         for worker in list(self.pools.values()):

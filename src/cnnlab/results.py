@@ -103,7 +103,7 @@ def format_table(rows: list[dict[str, Any]], param_columns: list[str]) -> str:
              ("test_accuracy", "test acc"), ("overfit_epoch", "overfit"),
              ("ms_per_step", "ms/step"), ("s_per_epoch", "s/epoch"),
              ("trainable_params", "params"), ("status", "status")]
-    body = [[_text(row.get(key)) if key in METRIC_COLUMNS else str(row.get(key))
+    body = [[format_number(row.get(key)) if key in METRIC_COLUMNS else str(row.get(key))
              for key, _ in shown] for row in best_first(rows)]
     header = [title for _, title in shown]
     widths = [max(len(c) for c in col) for col in zip(header, *body, strict=True)]
@@ -112,7 +112,8 @@ def format_table(rows: list[dict[str, Any]], param_columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _text(value: Any) -> str:
+def format_number(value: Any) -> str:
+    """A table cell: floats to 4 decimals (1 from 10 up), the rest as text."""
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
     return str(value)

@@ -117,8 +117,8 @@ class _Progress:
             self.durations.append(seconds)
             row = results.metrics_row(self.sweep_dir / planned.id)
             self.log(f"{self.prefix(planned)}: {row['status']}, best val accuracy "
-                     f"{row['best_val_accuracy']}, test accuracy {row['test_accuracy']} "
-                     f"({format_duration(seconds)})")
+                     f"{results.format_number(row['best_val_accuracy'])}, test accuracy "
+                     f"{results.format_number(row['test_accuracy'])} ({format_duration(seconds)})")
             return False
         if isinstance(error, KeyboardInterrupt | Interrupted):
             raise SweepInterrupted(self.sweep_dir)
