@@ -20,6 +20,7 @@ pre-normalization), without it the conv layer, whose ReLU is built in.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,11 +58,11 @@ def check_layers(model: keras.Model, names: Sequence[str]) -> list[str]:
 
 
 def response_layer(model: keras.Model, name: str) -> str:
-    """The layer whose output is shown for ``name``: a conv layer's post-activation output."""
-    if name.endswith("_conv"):
-        act = name[: -len("_conv")] + "_act"
-        if any(layer.name == act for layer in model.layers):
-            return act
+    """The layer whose output is shown for ``name``: a conv layer's post-activation output
+    (``block{i}_conv{j}`` -> ``block{i}_act{j}`` with batch normalization)."""
+    act = re.sub(r"_conv(\d*)$", r"_act\1", name)
+    if act != name and any(layer.name == act for layer in model.layers):
+        return act
     return name
 
 

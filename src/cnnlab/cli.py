@@ -8,6 +8,7 @@ config has been validated.
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -116,18 +117,33 @@ def show_config(config: str | None, overrides: tuple[str, ...], keys: bool) -> N
         click.echo(load_config(config, overrides).to_yaml(), nl=False)
 
 
+def _run_or_latest(run_dir: str | None) -> str:
+    """RUN_DIR as given, else the most recent finished run under outputs/ (said on stderr)."""
+    if run_dir is not None:
+        return run_dir
+    from cnnlab.runs import latest_run
+
+    latest = latest_run()
+    click.echo(f"using the most recent finished run: {latest}", err=True)
+    return str(latest)
+
+
+TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
+
+
 @main.command()
-@click.argument("run_dir")
-@click.option("--trust-model", is_flag=True,
-              help="Load a model that carries code (Lambda layers); only for trusted files.")
+@click.argument("run_dir", required=False)
+@click.option("--trust-model", is_flag=True, help=TRUST_HELP)
 @reports_errors
-def evaluate(run_dir: str, trust_model: bool) -> None:
+def evaluate(run_dir: str | None, trust_model: bool) -> None:
     """Reload RUN_DIR's best model and recompute its test metrics and confusion matrix.
+    Without RUN_DIR: the most recent finished run under outputs/.
 
     Example: cnnlab evaluate outputs/best-20261125-120000
     """
     from cnnlab.runs import read_run
 
+    run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
     from cnnlab.training import evaluate_run
 
@@ -145,7 +161,7 @@ def evaluate(run_dir: str, trust_model: bool) -> None:
 
 
 @main.command("plot-activations")
-@click.argument("run_dir")
+@click.argument("run_dir", required=False)
 @click.option("--layer", "layers", multiple=True, metavar="NAME",
               help="Layer to show (repeatable); default every convolution layer.")
 @click.option("--image", "images", multiple=True, type=int, metavar="INDEX",
@@ -158,14 +174,16 @@ def evaluate(run_dir: str, trust_model: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default RUN_DIR/activations).")
 @reports_errors
-def plot_activations(run_dir: str, layers: tuple[str, ...], images: tuple[int, ...],
+def plot_activations(run_dir: str | None, layers: tuple[str, ...], images: tuple[int, ...],
                      split: str, method: str, out: str | None) -> None:
     """Draw what RUN_DIR's layers respond to, then rebuild its report.html.
+    Without RUN_DIR: the most recent finished run under outputs/.
 
     Example: cnnlab plot-activations outputs/best --layer block1_conv --image 7
     """
     from cnnlab.runs import read_run
 
+    run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
     from cnnlab.activation_plots import plot_activations as draw
     from cnnlab.report import try_write_report
@@ -178,16 +196,71 @@ def plot_activations(run_dir: str, layers: tuple[str, ...], images: tuple[int, .
 
 
 @main.command()
-@click.argument("folder")
+@click.argument("folder", required=False)
 @reports_errors
-def report(folder: str) -> None:
+def report(folder: str | None) -> None:
     """(Re)build report.html for a run folder or a sweep folder.
+    Without FOLDER: the most recent finished run under outputs/.
 
     Example: cnnlab report outputs/best
     """
+    folder = _run_or_latest(folder)
     from cnnlab.report import write_report
 
     click.echo(f"report: {write_report(folder, log=click.echo)}")
+
+
+@main.command()
+@click.argument("arguments", nargs=-1, metavar="[RUN_DIR] IMAGE_OR_FOLDER...")
+@click.option("--top", type=click.IntRange(min=1), default=3, show_default=True,
+              help="How many of the most probable classes to show per image.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON list of {path, predictions: [{class, probability}]}.")
+@click.option("--trust-model", is_flag=True, help=TRUST_HELP)
+@reports_errors
+def predict(arguments: tuple[str, ...], top: int, as_json: bool, trust_model: bool) -> None:
+    """Class probabilities of RUN_DIR's best model for your own image files (PNG, JPEG,
+    any size or mode; folders are read recursively), preprocessed as in training.
+    RUN_DIR is the first argument when it is a run folder; without it, the most recent
+    finished run under outputs/.
+
+    Example: cnnlab predict outputs/best cat.jpg photos/ --top 2
+    """
+    from cnnlab.predict import predict as predict_images
+    from cnnlab.predict import split_arguments
+
+    run_dir, images = split_arguments(arguments)
+    predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model)
+    if as_json:
+        click.echo(json.dumps([
+            {"path": str(p.path),
+             "predictions": [{"class": c, "probability": v} for c, v in p.top(top)]}
+            for p in predictions], indent=2))
+        return
+    for p in predictions:
+        click.echo(f"{p.path}: " + ", ".join(f"{c} ({v:.3f})" for c, v in p.top(top)))
+
+
+@main.command()
+@click.argument("run_dir", required=False)
+@click.option("--format", "fmt", type=click.Choice(["savedmodel", "tflite"]),
+              default="savedmodel", show_default=True,
+              help="savedmodel: a TensorFlow SavedModel folder; tflite: one .tflite file.")
+@click.option("--out", type=click.Path(), default=None,
+              help="Where to write it (default RUN_DIR/export/savedmodel or "
+                   "RUN_DIR/export/model.tflite); never overwritten.")
+@click.option("--trust-model", is_flag=True, help=TRUST_HELP)
+@reports_errors
+def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) -> None:
+    """Export RUN_DIR's best model as one self-contained file that takes raw pixels
+    (float32, 0-255) and standardizes each image inside; a JSON beside it names the
+    classes and the input shape. Without RUN_DIR: the most recent finished run under outputs/.
+
+    Example: cnnlab export outputs/best --format tflite
+    """
+    from cnnlab.export import export_run
+
+    export_run(_run_or_latest(run_dir), fmt, out, log=click.echo, trust_model=trust_model)
 
 
 @main.command("sweep")

@@ -24,10 +24,12 @@ import yaml
 from cnnlab.errors import ConfigError
 
 BUILTIN_CONFIG_DIR = Path(__file__).parent / "configs"
-OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "rmsprop")
+OPTIMIZERS = ("sgd", "sgd_momentum", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
 ACTIVATIONS = ("relu", "elu", "gelu", "selu", "tanh", "sigmoid", "swish", "leaky_relu",
                "linear")
 DEFAULT_MOMENTUM = {"sgd": 0.0, "sgd_momentum": 0.9}
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.004}  # Keras' AdamW default
 
 
 # --- checks: each returns the cleaned value or raises ValueError; .allowed says what passes ---
@@ -156,6 +158,25 @@ def _scalar_or_list(inner: Check, allowed: str) -> Check:
     return check
 
 
+def _per_conv(inner: Check, allowed: str) -> Check:
+    """One value for all blocks, one per block, or per block one list with a value per
+    convolution of that block (lengths are checked against model.filters later)."""
+    entry = _scalar_or_list(inner, allowed)
+
+    @_allowing(allowed)
+    def check(v: Any) -> Any:
+        if isinstance(v, list | tuple):
+            if not v:
+                raise ValueError(allowed)
+            return tuple(entry(x) for x in v)
+        try:
+            return inner(v)
+        except ValueError:
+            raise ValueError(allowed) from None
+
+    return check
+
+
 def setting(default: Any, check: Check, meaning: str) -> Any:
     """A config key: its default, its check and what it means, defined in one place."""
     return field(default=default, metadata={"check": check, "meaning": meaning})
@@ -195,21 +216,25 @@ class DataConfig:
 
 
 _PER_BLOCK = "or one per block"
+_PER_CONV = "one per block, or per block a list with one per convolution"
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    filters: tuple[int, ...] = setting(
-        (8,), _list(_int(1), 1, "a non-empty list of positive integers, one per conv block"),
-        "filters of each conv block; one block per entry")
-    kernel_size: int | tuple[int, ...] = setting(
-        3, _scalar_or_list(_int(1), f"a positive integer {_PER_BLOCK}"), "conv kernel size")
-    padding: str | tuple[str, ...] = setting(
-        "same", _scalar_or_list(_choice("same", "valid"), f"same or valid, {_PER_BLOCK}"),
+    filters: tuple[int | tuple[int, ...], ...] = setting(
+        (8,), _list(_scalar_or_list(_int(1), ""), 1,
+                    "a non-empty list with, per conv block, a positive integer or a list of "
+                    "them (one per convolution)"),
+        "filters of each conv block; one block per entry; a list entry makes a VGG-style "
+        "block of several convolutions, e.g. [[32, 32], [64, 64]]")
+    kernel_size: int | tuple[Any, ...] = setting(
+        3, _per_conv(_int(1), f"a positive integer, {_PER_CONV}"), "conv kernel size")
+    padding: str | tuple[Any, ...] = setting(
+        "same", _per_conv(_choice("same", "valid"), f"same or valid, {_PER_CONV}"),
         "conv padding")
-    activation: str | tuple[str, ...] = setting(
-        "relu", _scalar_or_list(_choice(*ACTIVATIONS),
-                                "one of " + ", ".join(ACTIVATIONS) + f", {_PER_BLOCK}"),
+    activation: str | tuple[Any, ...] = setting(
+        "relu", _per_conv(_choice(*ACTIVATIONS),
+                          "one of " + ", ".join(ACTIVATIONS) + f"; {_PER_CONV}"),
         "conv activation")
     pool_size: int | tuple[int, ...] = setting(
         2, _scalar_or_list(_int(0), f"an integer >= 0 {_PER_BLOCK}"),
@@ -222,12 +247,18 @@ class ModelConfig:
                                     "activation of the hidden dense layers")
     conv_dropout: float | None = setting(None, _optional(_float(0.0, 1.0)),
                                          "dropout rate after each conv block (null: no layer)")
+    dropout_after_pool: bool = setting(False, _bool, "a block's dropout after its pooling "
+                                       "(as Keras' CIFAR-10 example) instead of before")
     dense_dropout: float | None = setting(None, _optional(_float(0.0, 1.0)),
                                           "dropout rate after each hidden dense layer")
     output_dropout: float | None = setting(
         None, _optional(_float(0.0, 1.0)),
         "dropout after the softmax output (only to reproduce the report's baseline layout)")
     l2: float = setting(0.0, _float(0.0), "L2 factor on every conv and dense kernel")
+    l1: float = setting(0.0, _float(0.0), "L1 factor on every conv and dense kernel (with "
+                        "l2: both)")
+    global_pool: bool = setting(False, _bool, "global average pooling instead of Flatten "
+                                "before the dense layers")
     batch_norm: bool = setting(False, _bool, "conv -> BatchNormalization -> activation in "
                                "every block")
     augment: bool = setting(False, _bool, "random horizontal flips and shifts (<= 10 %) after "
@@ -240,14 +271,45 @@ class ModelConfig:
             return list(value)
         return [value] * len(self.filters)
 
+    def convs(self) -> list[tuple[int, ...]]:
+        """The filters of each convolution, one tuple per block."""
+        return [f if isinstance(f, tuple) else (f,) for f in self.filters]
+
+    def per_conv(self, key: str) -> list[list[Any]]:
+        """A per-conv key expanded to one list per block with a value per convolution."""
+        return [list(v) if isinstance(v, tuple) else [v] * len(block)
+                for v, block in zip(self.per_block(key), self.convs(), strict=True)]
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     optimizer: str = setting("sgd", _choice(*OPTIMIZERS), "the optimizer")
-    learning_rate: float = setting(0.01, _float(0.0), "learning rate")
+    learning_rate: float = setting(0.01, _float(0.0), "learning rate (the peak, with a "
+                                   "schedule)")
     momentum: float | None = setting(
         None, _optional(_float(0.0, 1.0)),
-        "SGD momentum; null: 0.0 for sgd, 0.9 for sgd_momentum; refused for adam, rmsprop")
+        "SGD momentum; null: 0.0 for sgd, 0.9 for sgd_momentum; refused for the others")
+    nesterov: bool = setting(False, _bool, "Nesterov momentum (sgd_momentum, or sgd with "
+                             "momentum > 0)")
+    weight_decay: float | None = setting(
+        None, _optional(_float(0.0)),
+        "decoupled weight decay; null: 0.004 for adamw, none for the others")
+    schedule: str = setting("constant", _choice(*SCHEDULES),
+                            "learning-rate schedule over epochs (see docs/training.md)")
+    warmup_epochs: int = setting(0, _int(0), "linear warm-up to learning_rate over the "
+                                 "first epochs (any schedule)")
+    schedule_every: int = setting(10, _int(1), "step: epochs between two decays")
+    schedule_factor: float = setting(0.1, _float(0.0, 1.0),
+                                     "step, plateau: the factor of each decay")
+    min_learning_rate: float = setting(0.0, _float(0.0), "cosine, plateau: the floor")
+    schedule_patience: int = setting(3, _int(1), "plateau: epochs without a lower "
+                                     "validation loss before a decay")
+    label_smoothing: float = setting(0.0, _float(0.0, 1.0), "label smoothing of the "
+                                     "training loss")
+    mixed_precision: bool | str = setting(
+        "auto", _auto_or(_bool),
+        "float16 compute with float32 weights; auto: on with a GPU, off on a CPU (slower "
+        "there)")
     batch_size: int = setting(32, _int(1), "batch size")
     epochs: int = setting(20, _int(1), "epochs")
     early_stopping: int | None = setting(
@@ -408,24 +470,48 @@ def _validate_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _cross_checks(model: ModelConfig, train: TrainConfig) -> TrainConfig:
-    blocks = len(model.filters)
-    for key in ("kernel_size", "padding", "activation", "pool_size"):
+    _check_per_conv(model)
+    return dataclasses.replace(train, momentum=_momentum(train),
+                               weight_decay=_weight_decay(train))
+
+
+def _check_per_conv(model: ModelConfig) -> None:
+    convs = model.convs()
+    for key in ("kernel_size", "padding", "activation", "pool_size"):  # pool: per block only
         value = getattr(model, key)
-        if isinstance(value, tuple) and len(value) != blocks:
+        if isinstance(value, tuple) and len(value) != len(convs):
             raise ConfigError(
-                f"model.{key}: got {list(value)} ({len(value)} entries) but model.filters has "
-                f"{blocks} blocks; give one value for all blocks or one per block"
-            )
+                f"model.{key}: got {_plain(value)} ({len(value)} entries) but model.filters "
+                f"has {len(convs)} blocks; give one value for all blocks or one per block")
+        for i, (entry, block) in enumerate(zip(model.per_block(key), convs, strict=True), 1):
+            if isinstance(entry, tuple) and len(entry) != len(block):
+                raise ConfigError(
+                    f"model.{key}: block {i} has {len(entry)} values {_plain(entry)} but "
+                    f"{len(block)} convolutions in model.filters; give one per convolution")
+
+
+def _momentum(train: TrainConfig) -> float | None:
     momentum = train.momentum
     if train.optimizer in DEFAULT_MOMENTUM:
-        if momentum is None:
-            momentum = DEFAULT_MOMENTUM[train.optimizer]
-    elif momentum is not None:
+        momentum = DEFAULT_MOMENTUM[train.optimizer] if momentum is None else momentum
+        if train.nesterov and momentum == 0:
+            raise ConfigError("train.nesterov: true needs momentum; use optimizer "
+                              "sgd_momentum or set train.momentum above 0")
+        return momentum
+    if momentum is not None:
         raise ConfigError(
             f"train.momentum: got {momentum} but optimizer '{train.optimizer}' has no momentum; "
-            "remove it or use optimizer sgd_momentum"
-        )
-    return dataclasses.replace(train, momentum=momentum)
+            "remove it or use optimizer sgd_momentum")
+    if train.nesterov:
+        raise ConfigError(f"train.nesterov: optimizer '{train.optimizer}' has no Nesterov "
+                          "momentum; remove it or use optimizer sgd_momentum")
+    return None
+
+
+def _weight_decay(train: TrainConfig) -> float | None:
+    if train.weight_decay is None:
+        return DEFAULT_WEIGHT_DECAY.get(train.optimizer)
+    return train.weight_decay
 
 
 def config_from_dict(raw: Mapping[str, Any], origin: str = "config") -> Config:

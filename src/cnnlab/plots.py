@@ -49,6 +49,21 @@ def plot_curves(history: Sequence[dict[str, Any]], path: Path, title: str,
     save_figure(fig, path)
 
 
+def plot_learning_rate(history: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """The learning rate of every epoch (train.schedule, train.warmup_epochs)."""
+    epochs = [int(r["epoch"]) for r in history]
+    rates = [float(r.get("learning_rate", "nan") or "nan") for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(epochs, rates, "o-", ms=3, color="tab:purple")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("learning rate")
+    ax.set_title(f"{title}: learning rate by epoch")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    ax.grid(alpha=0.3)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(len(epochs), 12)))
+    save_figure(fig, path)
+
+
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: Path,
                           title: str) -> None:
     """Counts per (true, predicted) class, with row-normalized shading and class names."""

@@ -41,6 +41,7 @@ EVALUATION_FILE = "evaluation.json"
 REPORT_FILE = "report.html"
 CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion_matrix.png"
+LEARNING_RATE_FILE = "learning_rate.png"
 MLFLOW_FILE = "mlflow.json"
 BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
@@ -54,7 +55,7 @@ LOCK_FILE = ".lock"
 HPARAMS_DIR = "hparams"
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                   "epoch_s", "train_s", "val_s", "ms_per_step"]
+                   "epoch_s", "train_s", "val_s", "ms_per_step", "learning_rate"]
 
 
 class Status(enum.StrEnum):
@@ -265,3 +266,48 @@ def load_run_data(run: Run, log: Callable[[str], None] = print) -> Dataset:
     data found there now differs (by fingerprint)."""
     config = config_from_dict(run.config, str(run.path / CONFIG_FILE))
     return reload_recorded(config.data, config.seed, run.metrics.get("data", {}), log)
+
+
+def is_run_folder(path: str | Path) -> bool:
+    """A folder written by ``cnnlab train`` (finished or not): it holds metrics.json,
+    config.yaml or status.json."""
+    path = Path(path)
+    return path.is_dir() and any((path / name).exists()
+                                 for name in (METRICS_FILE, CONFIG_FILE, STATUS_FILE))
+
+
+def is_sweep_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and ((path / SWEEP_FILE).exists() or (path / RESULTS_FILE).exists())
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:  # removed between listing and reading
+        return None
+
+
+def latest_run(root: str | Path = "outputs") -> Path:
+    """The most recent finished run under ``root``: the folder of the newest ``metrics.json``
+    (by modification time) in ``root/*/`` or ``root/*/*/`` (runs of a sweep); RunError
+    saying how to make one if there is none."""
+    root = Path(root)
+    found = [(mtime, str(p.parent), p.parent)
+             for pattern in (f"*/{METRICS_FILE}", f"*/*/{METRICS_FILE}")
+             for p in root.glob(pattern) if (mtime := _mtime(p)) is not None]
+    if not found:
+        raise RunError(f"no finished run under {root}/ (no {root}/*/{METRICS_FILE} or "
+                       f"{root}/*/*/{METRICS_FILE}); train one with: cnnlab train best, "
+                       "or give a run folder")
+    return max(found)[2]
+
+
+def recorded_input(run: Run) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """(input shape (H, W, C), class names) of a finished run, from its data record."""
+    data = run.metrics.get("data", {})
+    shape, names = data.get("input_shape"), data.get("class_names")
+    if not shape or not names or len(shape) != 3:
+        raise RunError(f"{run.path}: metrics.json has no data record (input_shape, "
+                       "class_names); train the run again with this version of cnnlab")
+    return tuple(int(s) for s in shape), tuple(str(n) for n in names)

@@ -20,7 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import __version__, analysis, distribute, plots, report, runs, runtime, tracking
+from cnnlab import (
+    __version__,
+    analysis,
+    distribute,
+    optimization,
+    plots,
+    report,
+    runs,
+    runtime,
+    tracking,
+)
 from cnnlab.config import Config, TrainConfig
 from cnnlab.data import Dataset, input_spec, load_dataset
 from cnnlab.errors import TrainingInterrupted
@@ -30,14 +40,6 @@ from cnnlab.tf import keras, tf
 from cnnlab.timing import EpochTimer
 
 Log = Callable[[str], None]
-
-
-def make_optimizer(cfg: TrainConfig) -> keras.optimizers.Optimizer:
-    if cfg.optimizer in ("sgd", "sgd_momentum"):
-        return keras.optimizers.SGD(learning_rate=cfg.learning_rate, momentum=cfg.momentum)
-    if cfg.optimizer == "adam":
-        return keras.optimizers.Adam(learning_rate=cfg.learning_rate)
-    return keras.optimizers.RMSprop(learning_rate=cfg.learning_rate)
 
 
 def steps_per_execution(cfg: TrainConfig, train_examples: int) -> int:
@@ -95,11 +97,15 @@ class HistoryRecorder(keras.callbacks.Callback):
         super().__init__()
         self.path, self.timer, self.rows = path, timer, list(rows)
 
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.rate = optimization.current_rate(self.model)  # after the schedule set it
+
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         row: dict[str, Any] = {"epoch": epoch + 1}
         row.update({k: float(logs.get(k, float("nan"))) for k in runs.HISTORY_COLUMNS[1:5]})
         row.update({k: round(v, 6) for k, v in self.timer.rows[-1].items()})
+        row["learning_rate"] = self.rate
         self.rows.append(row)
         runs.write_csv(self.path, self.rows, runs.HISTORY_COLUMNS)
 
@@ -126,6 +132,7 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
                recorder: HistoryRecorder) -> list[keras.callbacks.Callback]:
     best_so_far = max((r["val_accuracy"] for r in recorder.rows), default=None)
     callbacks = [
+        *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
         timer,
         recorder,
         BestCheckpoint(run_dir / runs.MODEL_FILE, best_so_far),
@@ -190,6 +197,7 @@ def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
                  class_names: tuple[str, ...]) -> None:
     plots.plot_curves(rows, run_dir / runs.CURVES_FILE, title,
                       best_epoch=metrics["best_epoch"], overfit_epoch=metrics["overfit_epoch"])
+    plots.plot_learning_rate(rows, run_dir / runs.LEARNING_RATE_FILE, title)
     if metrics.get("confusion_matrix") is not None:
         acc = metrics["test_accuracy"]
         plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names,
@@ -213,11 +221,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     data = load_dataset(config.data, config.seed, log)
     _note_settings(config, log)
     _seed_everything(config)
-    with distribute.scope(config.train):  # train.distribute: mirrored -> MirroredStrategy
-        model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
-        model.compile(optimizer=make_optimizer(config.train),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                      steps_per_execution=steps_per_execution(config.train, len(data.y_train)))
+    model = _compiled_model(config, data)
     run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
     done_rows = _resume_point(run_dir) if resume else []
     _start_run_folder(config, run_dir, model, data, done_rows, log)
@@ -227,6 +231,18 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     log(summary_line(metrics, run_dir))
     report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
     return runs.read_run(run_dir)
+
+
+def _compiled_model(config: Config, data: Dataset) -> keras.Model:
+    loss, metric = optimization.loss_and_metric(config.train)
+    # train.distribute: mirrored -> MirroredStrategy; train.mixed_precision -> float16 layers
+    with distribute.scope(config.train), optimization.precision(
+            optimization.mixed_precision(config.train)):
+        model = build_model(config.model, data.input_shape, data.num_classes, name=config.name)
+        model.compile(optimizer=optimization.make_optimizer(config.train), loss=loss,
+                      metrics=[metric],
+                      steps_per_execution=steps_per_execution(config.train, len(data.y_train)))
+    return model
 
 
 def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
@@ -245,10 +261,12 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / runs.HISTORY_FILE, timer, done_rows)
+    classes = data.num_classes
     try:
         model.fit(
-            data.x_train, data.y_train, batch_size=config.train.batch_size,
-            epochs=config.train.epochs, validation_data=(data.x_val, data.y_val),
+            data.x_train, optimization.targets(config.train, data.y_train, classes),
+            batch_size=config.train.batch_size, epochs=config.train.epochs,
+            validation_data=(data.x_val, optimization.targets(config.train, data.y_val, classes)),
             shuffle=config.train.shuffle, verbose=config.train.verbose,
             callbacks=_callbacks(config, run_dir, timer, recorder),
         )
@@ -282,6 +300,8 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "final_val_loss": rows[-1]["val_loss"],
         "trainable_params": trainable_params(model),
         "distribute": distribute.record(config.train, model),
+        "mixed_precision": {"requested": config.train.mixed_precision,
+                            "policy": model.dtype_policy.name},
         **_timing_summary(rows),
         "data": data.record,
         "environment": environment(),

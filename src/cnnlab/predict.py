@@ -1,0 +1,152 @@
+"""Class probabilities for the user's own image files, preprocessed as in training.
+
+``predict(run_dir, inputs)`` reads image files (PNG, JPEG, ...; folders recursively,
+sorted), converts each to the run's channel count (``L``, ``RGB`` or ``RGBA``, as the
+image-folder reader does), resizes it to the run's input size (bilinear, like
+``data.image_size``), standardizes it per image exactly as the training data was
+(:func:`cnnlab.data.standardize`) and returns one :class:`Prediction` per file.
+Every file is decoded before TensorFlow loads, so that a bad file fails fast, by name.
+
+Beyond the training reader: a JPEG's EXIF orientation is applied (the picture as a
+viewer shows it), and 16-bit or float images are scaled to 0-255 rather than clipped.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab import runs
+from cnnlab.data import standardize
+from cnnlab.errors import DataError, RunError
+from cnnlab.readers import IMAGE_SUFFIXES
+
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channel count -> PIL mode, as the readers use
+USAGE = "cnnlab predict [RUN_DIR] IMAGE_OR_FOLDER..."
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image file's class probabilities (in the run's class order)."""
+
+    path: Path
+    probabilities: np.ndarray
+    class_names: tuple[str, ...]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes, most probable first: [(class, probability)]."""
+        order = np.argsort(-self.probabilities, kind="stable")[:max(k, 1)]
+        return [(self.class_names[i], float(self.probabilities[i])) for i in order]
+
+    @property
+    def label(self) -> str:
+        return self.top(1)[0][0]
+
+
+def split_arguments(arguments: Sequence[str]) -> tuple[Path | None, list[Path]]:
+    """``[RUN_DIR] IMAGE_OR_FOLDER...``: the first argument is the run folder only when it
+    is one (``runs.is_run_folder``); otherwise every argument is an image or a folder."""
+    paths = [Path(a) for a in arguments]
+    run_dir = paths.pop(0) if paths and runs.is_run_folder(paths[0]) else None
+    for path in paths:
+        if runs.is_run_folder(path):
+            raise RunError(f"{path}: is a run folder, not images; give it first: "
+                           f"cnnlab predict {path} IMAGE_OR_FOLDER...")
+        if runs.is_sweep_folder(path):
+            raise RunError(f"{path}: is a sweep folder; give one of its run folders first: "
+                           f"{USAGE}")
+    if not paths:
+        where = f" after the run folder {run_dir}" if run_dir else ""
+        raise DataError(f"no image file or folder given{where}; usage: {USAGE}")
+    return run_dir, paths
+
+
+def image_files(inputs: Sequence[str | Path]) -> list[Path]:
+    """The files to predict: each file as given, each folder's image files (by extension,
+    recursively, sorted). DataError for a missing path or a folder without images."""
+    files: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found = sorted(p for p in item.rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{item}: no image files in this folder or below (looked for "
+                                f"{', '.join(sorted(IMAGE_SUFFIXES))}); give another folder")
+            files.extend(found)
+        elif item.is_file():
+            files.append(item)
+        else:
+            raise DataError(f"{item}: no such file or folder; give image files (PNG, JPEG) "
+                            "or folders of them")
+    return files
+
+
+def _eight_bit(img):  # noqa: ANN001, ANN202 - PIL images; PIL is imported lazily
+    """16-bit, 32-bit and float grayscale scaled to 8 bits (PIL's convert would clip)."""
+    from PIL import Image
+
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode == "F" and values.size and values.max() <= 1.0:
+        values = values * 255.0
+    elif values.size and values.max() > 255:
+        values = values / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
+def read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
+    """One image file as uint8 (H, W, C) of the run's input shape; DataError naming the
+    file if it is not a readable image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    height, width, channels = input_shape
+    try:
+        with warnings.catch_warnings():  # palette transparency, large-image notices
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.load()
+                img = _eight_bit(ImageOps.exif_transpose(img)).convert(MODES[channels])
+                if img.size != (width, height):
+                    img = img.resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(img, dtype=np.uint8)
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError) as exc:
+        reason = ("empty file" if path.stat().st_size == 0 else "not a recognised image format"
+                  if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split()))
+        raise DataError(f"{path}: not a readable image ({reason[:150]}); give a PNG or JPEG "
+                        "file, or remove it from the folder") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def load_images(files: Sequence[Path], input_shape: tuple[int, ...]) -> np.ndarray:
+    """Raw uint8 pixels (N, H, W, C) of the files, converted to the run's input shape."""
+    if input_shape[2] not in MODES:
+        raise RunError(f"the run's input has {input_shape[2]} channels; predict reads "
+                       "images as 1, 3 or 4 channels only")
+    images = np.empty((len(files), *input_shape), dtype=np.uint8)
+    for i, path in enumerate(files):
+        images[i] = read_image(path, input_shape)
+    return images
+
+
+def predict(run_dir: str | Path, inputs: Sequence[str | Path], trust_model: bool = False,
+            batch_size: int = 256) -> list[Prediction]:
+    """Class probabilities of a finished run's best model for image files or folders,
+    one :class:`Prediction` per file, in input order (folders sorted)."""
+    run = runs.read_run(run_dir)
+    input_shape, class_names = runs.recorded_input(run)
+    files = image_files(inputs)
+    images = load_images(files, input_shape)  # every file checked before TensorFlow loads
+    model = runs.load_run_model(run, trust_code=trust_model)
+    if tuple(model.input_shape[1:]) != input_shape:
+        raise RunError(f"{run.path}: model.keras takes {model.input_shape[1:]} but the run "
+                       f"recorded {input_shape}; train the run again")
+    probabilities = np.asarray(
+        model.predict(standardize(images), batch_size=batch_size, verbose=0), dtype=np.float32)
+    return [Prediction(path, row, class_names)
+            for path, row in zip(files, probabilities, strict=True)]
