@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import assert_png
 from PIL import Image
 
 from cnnlab.cli import main
@@ -71,6 +72,9 @@ def test_train_writes_a_complete_run_folder(best_run: tuple[Path, str]) -> None:
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in output and str(out) in output
     with Image.open(out / "curves.png") as img:
         assert img.size[0] > 600 and len(img.getcolors(1 << 16) or range(300)) > 50
+    assert_png(out / "curves.png", (600, 250), aspect=(1.8, 3.5))  # two panels side by side
+    matrix = assert_png(out / "confusion_matrix.png", (400, 350), aspect=(0.8, 1.6))
+    assert (np.abs(np.diff(matrix.astype(int), axis=1)).sum(axis=2) > 60).mean() > 0.01  # cells
 
 
 def test_evaluate_reproduces_recorded_test_accuracy(best_run: tuple[Path, str]) -> None:

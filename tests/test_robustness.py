@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pickle
 import signal
@@ -316,6 +317,20 @@ def test_bad_data_error_has_no_tensorflow_noise(tmp_path: Path) -> None:
 # --- runs -----------------------------------------------------------------------------
 
 
+REFUSE_IN_THIS_PROCESS = """
+import json, sys
+from cnnlab.cli import main
+codes = []
+for args in json.loads(sys.argv[1]):
+    try:
+        main(args, standalone_mode=False)
+        codes.append(0)
+    except SystemExit as exc:
+        codes.append(exc.code)
+print(json.dumps({"codes": codes, "tensorflow": "tensorflow" in sys.modules}))
+"""
+
+
 @pytest.mark.parametrize("command", ["evaluate", "plot-activations"])
 def test_commands_on_a_folder_that_is_not_a_finished_run(tmp_path: Path, command: str) -> None:
     empty = tmp_path / "empty"
@@ -326,12 +341,23 @@ def test_commands_on_a_folder_that_is_not_a_finished_run(tmp_path: Path, command
     damaged = tmp_path / "damaged"
     runs.write_atomic(damaged / "config.yaml", load_config("baseline").to_yaml())
     (damaged / "metrics.json").write_text('{"status": "fini')  # half a file
-    started = time.monotonic()
-    for folder in (empty, interrupted):
-        subprocess_error(command, str(folder), fragments=(f"{folder}: not a finished run",))
-    subprocess_error(command, str(damaged), fragments=(f"{damaged}: damaged run record",))
-    subprocess_error(command, str(tmp_path / "missing"), fragments=("no such run folder",))
-    assert time.monotonic() - started < 60  # refused before TensorFlow is imported
+    cases = [(empty, f"{empty}: not a finished run"),
+             (interrupted, f"{interrupted}: not a finished run"),
+             (damaged, f"{damaged}: damaged run record"),
+             (tmp_path / "missing", "no such run folder")]
+    # every refusal in one fresh process, as the CLI runs them; then ask that process
+    # whether TensorFlow was imported
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CNNLAB_"))}
+    args = json.dumps([[command, str(folder)] for folder, _ in cases])
+    result = subprocess.run([sys.executable, "-c", REFUSE_IN_THIS_PROCESS, args], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome == {"codes": [2] * len(cases), "tensorflow": False}, outcome
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == len(cases), result.stderr  # one line per refusal, nothing else
+    for line, (_, fragment) in zip(lines, cases, strict=True):
+        one_line_error(line, fragment)
     assert sorted(p.name for p in interrupted.iterdir()) == ["config.yaml", "history.csv"]
 
 
@@ -381,19 +407,76 @@ def test_sweep_out_holding_something_else_is_refused(tmp_path: Path) -> None:
 # --- nothing finished is lost ------------------------------------------------------------
 
 
-def test_write_atomic_leaves_old_or_new_under_sigkill(tmp_path: Path) -> None:
-    target = tmp_path / "metrics.json"
-    versions = ("A" * 4_000_000, "B" * 4_000_000)
-    runs.write_atomic(target, versions[0])
-    code = ("import sys; from pathlib import Path; from cnnlab.runs import write_atomic\n"
-            "for i in range(10**6):\n"
-            "    write_atomic(Path(sys.argv[1]), 'AB'[i % 2] * 4_000_000)\n")
-    for delay in (0.6, 0.8, 1.1):  # python start-up, then a kill in the middle of the writes
-        writer = subprocess.Popen([sys.executable, "-c", code, str(target)])
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        assert target.read_text() in versions  # never half a file
+PADDING = "x" * 63 + "\n"
+PADDING_LINES = 600_000  # ~38 MB: writing and fsync-ing it takes long enough to kill inside
+WRITER = f"""
+import os, sys
+from pathlib import Path
+from cnnlab.runs import write_atomic
+target = Path(sys.argv[1])
+new = target.read_text(encoding="utf-8") + {PADDING!r} * {PADDING_LINES}
+os.write(1, b"writing\\n")
+write_atomic(target, new)
+os.write(1, b"written\\n")
+"""
+
+
+def _temporaries(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob(".*.tmp*") if p.is_file())
+
+
+def test_write_atomic_leaves_old_or_new_under_sigkill(
+    tmp_path: Path, sample_archive: Path, cache_dir: Path
+) -> None:
+    """SIGKILL a process inside write_atomic (after it made its temporary file, before the
+    rename): the file holds the old content, never part of the new; the temporary file
+    the kill leaves is deleted by the next run of the sweep, as the README promises."""
+    sweep = tmp_path / "one.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "base": "baseline", "axes": {"seed": [0]},
+        "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
+                "data.download": False, "data.train_size": 300, "data.val_size": 100,
+                "data.test_size": 100, "train.epochs": 1, "train.verbose": 0}}))
+    out = tmp_path / "out"
+    first = CliRunner().invoke(main, ["sweep", str(sweep), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    target = out / "results.csv"  # rewritten atomically by every sweep
+    old = target.read_text(encoding="utf-8")
+    new = old + PADDING * PADDING_LINES
+    assert _temporaries(out) == []
+    landed = attempts = 0
+    while landed < 3:
+        attempts += 1
+        assert attempts <= 8, f"only {landed} of {attempts - 1} kills landed inside the write"
+        before = set(_temporaries(out))  # left by the earlier kills
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)],
+                                  stdout=subprocess.PIPE)
+        try:
+            assert writer.stdout.readline() == b"writing\n"  # it is about to call write_atomic
+            deadline = time.monotonic() + 30
+            while not set(_temporaries(out)) - before:  # write_atomic made its temporary file
+                assert writer.poll() is None, "the writer ended before its temporary file was seen"
+                assert time.monotonic() < deadline, "no temporary file appeared"
+                time.sleep(0.0005)
+        finally:
+            writer.send_signal(signal.SIGKILL)
+            writer.wait()
+        assert writer.returncode == -signal.SIGKILL
+        after = writer.stdout.read()
+        content = target.read_text(encoding="utf-8")
+        assert content == old or content == new, f"partial file: {len(content)} characters"
+        if after == b"" and content == old:  # killed between temporary file and rename
+            landed += 1
+            assert len(set(_temporaries(out)) - before) == 1  # what the kill left behind
+        elif content == new:  # the rename beat the kill: put the old file back, try again
+            runs.write_atomic(target, old)
+    print(f"{landed} kills inside write_atomic in {attempts} attempts")
+    # the next run of the same sweep deletes the leftovers, keeps the finished run
+    again = CliRunner().invoke(main, ["sweep", str(sweep), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert "finished earlier, kept" in again.output
+    assert _temporaries(out) == []
+    assert target.read_text(encoding="utf-8") == old  # rebuilt from the run folders
 
 
 def test_second_sweep_on_the_same_folder_is_refused_by_a_lock(
@@ -417,11 +500,14 @@ def test_second_sweep_on_the_same_folder_is_refused_by_a_lock(
             assert first.poll() is None and time.monotonic() < deadline, "sweep never started"
             time.sleep(0.05)
         record = (out / "sweep.yaml").stat().st_mtime_ns
-        started = time.monotonic()
-        line = subprocess_error("sweep", str(sweep), "--out", str(out),
-                                fragments=(f"--out {out}: another sweep (pid {first.pid})",
-                                           "holds its lock"))
-        assert time.monotonic() - started < 30, "the second sweep did not refuse at once"
+        # the second sweep, in a fresh process: refused at once, before TensorFlow is loaded
+        second = subprocess.run([sys.executable, "-c", REFUSE_IN_THIS_PROCESS,
+                                 json.dumps([["sweep", str(sweep), "--out", str(out)]])],
+                                cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert json.loads(second.stdout.strip().splitlines()[-1]) == {
+            "codes": [2], "tensorflow": False}, second.stdout + second.stderr
+        line = one_line_error(second.stderr, f"--out {out}: another sweep (pid {first.pid})",
+                              "holds its lock")
         assert first.poll() is None, "the first sweep ended before the check: " + line
         assert (out / "sweep.yaml").stat().st_mtime_ns == record  # the second wrote nothing
     finally:

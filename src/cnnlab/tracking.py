@@ -129,10 +129,10 @@ class MlflowLogger(keras.callbacks.Callback):
         self.run_id: str | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        uri = tracking_uri(self.config)
+        self.client = _client(uri)  # a one-line error if MLflow is missing
         from mlflow.entities import Param
 
-        uri = tracking_uri(self.config)
-        self.client = _client(uri)
         record_file = self.run_dir / runs.MLFLOW_FILE
         if record_file.exists():  # a resumed run continues its MLflow run
             self.run_id = json.loads(record_file.read_text())["run_id"]

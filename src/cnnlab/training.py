@@ -216,6 +216,8 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
         runs.check_resumable(out_dir, config.to_dict())
     elif out_dir is not None:
         runs.check_out_dir(out_dir)
+    if config.tracking.mlflow:
+        tracking.import_mlflow()  # missing: one line before any data or run folder
     if config.data.source == "cifar10":  # input shape known without reading data: fail fast
         check_fits(config.model, input_spec(config.data)[0])
     data = load_dataset(config.data, config.seed, log)
