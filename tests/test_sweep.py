@@ -204,7 +204,8 @@ def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
     rows = read_results(out / "results.csv")
     assert [r["run"] for r in rows] == ["001-sgd-batch_size=32", "002-sgd-batch_size=64",
                                         "003-diverge-batch_size=32", "004-diverge-batch_size=64"]
-    assert list(rows[0]) == ["run", "variant", "train.learning_rate", "train.batch_size",
+    assert list(rows[0]) == ["run", "arm", "repeat", "variant", "train.learning_rate",
+                             "train.batch_size",
                              *METRIC_COLUMNS, "rank", "run_dir"]
     assert [r["status"] for r in rows] == ["finished", "finished", "diverged", "diverged"]
     assert sorted(r["rank"] for r in rows[:2]) == ["1", "2"] and rows[2]["rank"] == ""

@@ -31,3 +31,27 @@ def best_epoch(val_accuracy: Sequence[float]) -> int:
     """1-based epoch of the highest validation accuracy (the first one on ties)."""
     values = [float(v) if v == v else float("-inf") for v in val_accuracy]
     return max(range(len(values)), key=lambda i: (values[i], -i)) + 1
+
+
+def per_class(y_true: Sequence[int], y_pred: Sequence[int],
+              class_names: Sequence[str]) -> dict[str, dict[str, float | int]]:
+    """Precision, recall, F1 and support of each class (0 where a class is never
+    predicted)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=list(range(len(class_names))), zero_division=0)
+    return {name: {"precision": float(p), "recall": float(r), "f1": float(f),
+                   "support": int(s)}
+            for name, p, r, f, s in zip(class_names, precision, recall, f1, support,
+                                        strict=True)}
+
+
+def most_confused(matrix: Sequence[Sequence[int]], class_names: Sequence[str],
+                  count: int = 5) -> list[dict[str, str | int]]:
+    """The ``count`` largest off-diagonal cells of a confusion matrix (rows: true class),
+    largest first; ties in class order."""
+    cells = [(-int(matrix[i][j]), i, j) for i in range(len(matrix))
+             for j in range(len(matrix)) if i != j and matrix[i][j] > 0]
+    return [{"true": class_names[i], "predicted": class_names[j], "count": -n}
+            for n, i, j in sorted(cells)[:count]]

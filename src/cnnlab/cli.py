@@ -157,6 +157,8 @@ def evaluate(run_dir: str | None, trust_model: bool) -> None:
     click.echo("confusion matrix (rows: true class, columns: predicted):")
     for name, row in zip(names, result["confusion_matrix"], strict=True):
         click.echo(f"  {name:>{width}} " + " ".join(f"{v:5d}" for v in row))
+    click.echo("most confused: " + ", ".join(
+        f"{p['true']} as {p['predicted']} ({p['count']})" for p in result["most_confused"]))
 
 
 
@@ -271,6 +273,9 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
+@click.option("--repeats", type=int, default=None, metavar="N",
+              help="Train each arm N times (seeds s..s+N-1, the same split); default: the "
+                   "sweep file's repeats, else 1.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: one run after another in this process; ray: each run a Ray task "
@@ -283,6 +288,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               show_default=True, help="GPUs Ray reserves for each run.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
+                  repeats: int | None,
                   backend: str, address: str | None, cpus_per_run: float,
                   gpus_per_run: float) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
@@ -292,7 +298,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     """
     from cnnlab.sweep_spec import describe, load_sweep
 
-    spec = load_sweep(sweep, overrides)
+    spec = load_sweep(sweep, overrides, repeats)
     if dry_run:
         click.echo(describe(spec))
         return

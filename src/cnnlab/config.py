@@ -207,6 +207,10 @@ class DataConfig:
     channels: int | None = setting(
         None, _optional(_choice(1, 3, 4)),
         "imagefolder: 1, 3 or 4; null takes the first image's")
+    split_seed: int | None = setting(
+        None, _optional(_int(0)),
+        "seeds the train/validation/test draw; null: the config's seed (sweep repeats fix it "
+        "so every repeat sees the same split)")
     download: bool = setting(True, _bool, "cifar10: try Keras' download when no local copy "
                              "is found")
     cache: bool = setting(True, _bool, "cache decoded arrays, keyed by the source's content "
@@ -356,8 +360,8 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
 class Config:
     name: str = setting("run", _name, "run name (default: the config file's name), used in "
                         "the run folder's name and plot titles")
-    seed: int = setting(0, _int(0), "seeds weights, shuffling and the train/validation/test "
-                        "draw")
+    seed: int = setting(0, _int(0), "seeds weights, shuffling, augmentation and (unless "
+                        "data.split_seed is set) the train/validation/test draw")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -275,7 +275,9 @@ def input_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int]:
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0, log: Log = print) -> Dataset:
-    """Locate, decode (cached), split and standardize the data of a config."""
+    """Locate, decode (cached), split and standardize the data of a config; the split is
+    drawn with ``data.split_seed``, else ``seed``."""
+    seed = cfg.split_seed if cfg.split_seed is not None else seed
     if cfg.source == "cifar10":
         input_spec(cfg)  # rejects imagefolder-only options before any work
     located = locate(cfg, log)

@@ -6,15 +6,19 @@ shape ``(N, H, W, C)`` of the run's input) and returns class probabilities: the
 per-image standardization of :func:`cnnlab.data.standardize` (mean and standard
 deviation over each image, a standard deviation of 0 counting as 1) runs inside.
 Beside it, ``<name>.json`` records the class names, the input shape and how to call it.
-Nothing is ever overwritten; TensorFlow is imported only after the paths are checked.
+The exported model computes in float32, also for a run trained with mixed precision
+(TFLite's built-in ops take no float16). Nothing is ever overwritten; TensorFlow is
+imported only after the paths are checked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +54,10 @@ def target_paths(run_dir: Path, fmt: str, out: str | Path | None) -> tuple[Path,
         if target.exists() or target.is_symlink():
             raise RunError(f"{target}: already exists and is never overwritten; give another "
                            "--out or delete it")
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"{path}: cannot write there ({existing} is not a writable folder); "
+                       "choose another --out")
     return path, info
 
 
@@ -65,6 +73,7 @@ def info_record(run: runs.Run, fmt: str, path: Path) -> dict[str, Any]:
                   "pixels": f"raw {COLOURS.get(input_shape[2], 'pixel')} values 0-255"},
         "output": {"shape": [None, len(class_names)], "dtype": "float32",
                    "values": "class probabilities, in class_names order"},
+        "compute_dtype": "float32",
         "preprocessing": "inside the model: per image (img - img.mean()) / img.std() over "
                          "all pixels and channels, a std of 0 counting as 1",
         "class_names": list(class_names),
@@ -82,6 +91,22 @@ def standardize_graph(images: Any) -> Any:
     mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
     std = tf.sqrt(tf.reduce_mean(tf.square(images - mean), axis=[1, 2, 3], keepdims=True))
     return (images - mean) / tf.where(std > 0, std, tf.ones_like(std))
+
+
+def float32_model(model: Any) -> Any:
+    """The model itself if it computes in float32, else a float32 copy with its weights
+    (a mixed-precision model keeps float32 weights and computes in float16)."""
+    from cnnlab.tf import keras
+
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model.layers):
+        return model
+
+    def as_float32(layer: Any) -> Any:
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=as_float32)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def write_savedmodel(model: Any, input_shape: tuple[int, ...], path: Path) -> None:
@@ -104,11 +129,32 @@ def tflite_bytes(savedmodel: Path) -> bytes:
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel))
     try:
-        return converter.convert()
+        with _quiet_fd2():
+            return converter.convert()
     except Exception as exc:  # the converter raises its own ConverterError and others
-        reason = " ".join(str(exc).split())[:200]
+        text = str(exc)
+        lines = [line for line in text.splitlines() if line.startswith("TF Select ops:")]
+        reason = " ".join((lines[0] if lines else text).split())[:200]
         raise RunError(f"TFLite conversion failed ({reason}); export --format savedmodel "
                        "instead") from None
+
+
+@contextlib.contextmanager
+def _quiet_fd2() -> Iterator[None]:
+    """File descriptor 2 to /dev/null: the converter prints its diagnostics there from C++
+    (the error message carries the gist); kept when TF_CPP_MIN_LOG_LEVEL asks for logs."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _size(path: Path) -> int:
@@ -119,8 +165,12 @@ def _size(path: Path) -> int:
 
 def _write(model: Any, input_shape: tuple[int, ...], fmt: str, path: Path) -> None:
     """Write into a temporary sibling, then rename: an interrupted export leaves nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise RunError(f"{path}: cannot write there ({exc.strerror or exc}); choose another "
+                       "--out") from None
     try:
         write_savedmodel(model, input_shape, work / "savedmodel")
         if fmt == "savedmodel":
@@ -143,7 +193,10 @@ def export_run(run_dir: str | Path, fmt: str = "savedmodel", out: str | Path | N
     if tuple(model.input_shape[1:]) != input_shape:
         raise RunError(f"{run.path}: model.keras takes {model.input_shape[1:]} but the run "
                        f"recorded {input_shape}; train the run again")
-    _write(model, input_shape, fmt, path)
+    exportable = float32_model(model)
+    if exportable is not model:
+        log("the run computes in mixed precision; the export computes in float32")
+    _write(exportable, input_shape, fmt, path)
     runs.write_json(info_path, info_record(run, fmt, path))
     exported = Exported(path, info_path, fmt, _size(path))
     log(f"{fmt}: {path} ({exported.size_bytes / 1024:,.0f} KiB), info: {info_path}")

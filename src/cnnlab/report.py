@@ -8,8 +8,9 @@ taken from the folder is HTML-escaped.
   per-epoch history and timing table, the config, the data record, the
   environment, the layer table and, once drawn, the PNGs in ``activations/``.
 - A sweep folder (``results.csv`` and run subfolders holding ``metrics.json``):
-  the results table (whatever columns it has), every PNG in the folder, and a
-  link to each run's own report (built if missing).
+  the findings and the per-arm summary first (``findings.md``, ``summary.csv``), the
+  results table (whatever columns it has), every PNG in the folder, and a link to each
+  run's own report (built if missing).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import csv
 import html
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,10 +106,25 @@ def _images(paths: Iterable[Path], root: Path) -> str:
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
-    skip = {"data", "environment", "confusion_matrix", "timing_note"}
+    skip = {"data", "environment", "confusion_matrix", "timing_note", "per_class",
+            "most_confused"}
     shown = {k: v for k, v in metrics.items() if k not in skip}
     note = metrics.get("timing_note")
     return key_values(shown) + (f'<p class="note">{esc(note)}</p>' if note else "")
+
+
+def _per_class_table(metrics: dict[str, Any]) -> str:
+    classes = metrics.get("per_class") or {}
+    if not classes:
+        return ""
+    head = table(["class", "precision", "recall", "F1", "support"],
+                 ([name, v["precision"], v["recall"], v["f1"], v["support"]]
+                  for name, v in classes.items()))
+    pairs = metrics.get("most_confused") or []
+    confused = table(["true class", "predicted as", "images"],
+                     ([p["true"], p["predicted"], p["count"]] for p in pairs))
+    return head + "<p class=\"note\">Most confused pairs (largest off-diagonal cells of " \
+        "the confusion matrix):</p>" + confused
 
 
 def _history_table(history: list[dict[str, Any]]) -> str:
@@ -130,6 +147,7 @@ def run_page(run: runs.Run) -> str:
     return page(f"cnnlab run: {run.name}", [
         ("Metrics", _metrics_table(run.metrics)),
         ("Figures", f'<div class="pair">{figures}</div>{others}' if figures else others),
+        ("Per class on the test set", _per_class_table(run.metrics)),
         ("History and timing per epoch", _history_table(run.history)),
         ("Activation maps", maps),
         ("Config", _pre(root / runs.CONFIG_FILE)),
@@ -167,6 +185,36 @@ def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
     return None
 
 
+def _markdown_list(path: Path) -> str:
+    """The bullet lines of a findings.md as HTML paragraphs (bold marks kept)."""
+    if not path.exists():
+        return ""
+    items = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            items.append(f"<h3>{esc(line[3:])}</h3>")
+        elif line.startswith("- "):
+            text = esc(line[2:])
+            text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+            items.append(f"<p>{text}</p>")
+    return "".join(items)
+
+
+def _csv_table(path: Path) -> str:
+    if not path.exists():
+        return ""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    return table(rows[0], ([_number(v) for v in row] for row in rows[1:])) if rows else ""
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text) if "." in text or "e" in text else int(text)
+    except ValueError:
+        return text
+
+
 def _results_table(folder: Path, run_dirs: dict[Path, Path]) -> str:
     with (folder / runs.RESULTS_FILE).open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
@@ -192,6 +240,9 @@ def sweep_page(folder: Path, log: Log) -> str:
     run_dirs = {p.resolve(): p for p in run_list}
     plots = _images(sorted(folder.glob("*.png")), folder)
     return page(f"cnnlab sweep: {folder.resolve().name}", [
+        ("Findings", _markdown_list(folder / runs.FINDINGS_FILE)),
+        ("Summary by arm (mean over repeats, 95 % interval)",
+         _csv_table(folder / runs.SUMMARY_CSV_FILE)),
         ("Results", _results_table(folder, run_dirs)),
         ("Comparison plots", plots or '<p class="note">No plots in this folder.</p>'),
         ("Runs", f"<ul>{''.join(links)}</ul>"),

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cnnlab import runs
+from cnnlab import runs, stats
 from cnnlab.config import config_from_dict, format_value
 from cnnlab.errors import RunError
 from cnnlab.runs import Status
@@ -92,8 +92,10 @@ def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["rank"] == "", r["rank"] if r["rank"] != "" else 0))
 
 
-def columns(param_columns: list[str]) -> list[str]:
-    return ["run", *param_columns, *METRIC_COLUMNS, "rank", "run_dir"]
+def columns(param_columns: list[str], arms: bool = False) -> list[str]:
+    """The results.csv columns; a sweep's rows also name their arm and repeat."""
+    return ["run", *(["arm", "repeat"] if arms else []), *param_columns, *METRIC_COLUMNS,
+            "rank", "run_dir"]
 
 
 def format_table(rows: list[dict[str, Any]], param_columns: list[str]) -> str:
@@ -136,7 +138,7 @@ def sweep_rows(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for run in sweep.runs:
         config = run.config.to_dict()
-        row: dict[str, Any] = {"run": run.id}
+        row: dict[str, Any] = {"run": run.id, "arm": run.arm, "repeat": run.repeat}
         if sweep.variants:
             row["variant"] = run.variant
         row.update({key: _cell(dotted_get(config, key)) for key in sweep.varying})
@@ -150,25 +152,67 @@ def sweep_rows(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
 def write_sweep_results(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
     """Rewrite ``results.csv`` from the run folders; returns its rows."""
     rows = sweep_rows(sweep, sweep_dir)
-    runs.write_csv(sweep_dir / runs.RESULTS_FILE, rows, columns(sweep.params))
+    runs.write_csv(sweep_dir / runs.RESULTS_FILE, rows, columns(sweep.params, arms=True))
     return rows
 
 
-def winner(rows: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((r for r in rows if r["rank"] == 1), None)
+def write_summary(sweep: Sweep, sweep_dir: Path, rows: Sequence[dict[str, Any]]
+                  ) -> list[dict[str, Any]]:
+    """``summary.csv``: one row per arm, statistics over its repeats (:mod:`cnnlab.stats`)."""
+    summary = stats.summarize(rows, sweep.arms, sweep.params, sweep.select_by)
+    runs.write_csv(sweep_dir / runs.SUMMARY_CSV_FILE, [_csv_row(r) for r in summary],
+                   stats.summary_columns(sweep.params))
+    return summary
+
+
+def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    def cell(value: Any) -> Any:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return round(value, 6) if isinstance(value, float) else value
+
+    return {k: cell(v) for k, v in row.items()}
+
+
+def best_arm(summary: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in summary if r["rank"] == 1), None)
 
 
 def write_best_config(sweep: Sweep, sweep_dir: Path, best: dict[str, Any]) -> Path:
-    """The winning run's config, renamed ``<sweep>-best``, ready for ``cnnlab train``."""
-    run = next(r for r in sweep.runs if r.id == best["run"])
+    """The best arm's config (its first repeat's), renamed ``<sweep>-best``, ready for
+    ``cnnlab train``."""
+    run = next(r for r in sweep.runs if r.arm == best["arm"])
     config = {**run.config.to_dict(), "name": f"{sweep.name}-best"}
     path = sweep_dir / runs.BEST_CONFIG_FILE
-    header = (f"# Winner of sweep '{sweep.name}': run {run.id}, {sweep.select_by} "
-              f"{best[sweep.select_by]}.\n# Overrides: "
+    mean = best[f"{sweep.select_by}_mean"]
+    header = (f"# Winner of sweep '{sweep.name}': arm {best['arm']}, {sweep.select_by} "
+              f"{'mean ' if best['n'] > 1 else ''}{mean:.6g} (n = {best['n']}).\n# Overrides: "
               + (", ".join(f"{k}={format_value(v)}" for k, v in run.overrides.items()) or "none")
               + f"\n# Train it: cnnlab train {path}\n")
     runs.write_atomic(path, header + config_from_dict(config, str(path)).to_yaml())
     return path
+
+
+def format_summary_table(summary: Sequence[dict[str, Any]], params: Sequence[str],
+                         select_by: str) -> str:
+    """The arms as an aligned text table, best first: mean and 95 % interval of
+    ``select_by``, test accuracy, the paired test against the best."""
+    head = ["rank", "arm", *[p.rsplit(".", 1)[-1] for p in params], "n",
+            f"{select_by} mean", "95% CI", "test acc", "p vs best", ""]
+    body = []
+    for row in sorted(summary, key=lambda r: (r["rank"] is None, r["rank"] or 0)):
+        low, high = row[f"{select_by}_ci_low"], row[f"{select_by}_ci_high"]
+        tied = {True: "tied with best", False: "worse", None: ""}[row["tied_with_best"]]
+        body.append([str(row["rank"] or ""), row["arm"], *[str(row[p]) for p in params],
+                     str(row["n"]), format_number(row[f"{select_by}_mean"] or ""),
+                     "" if low is None else f"{low:.4f}-{high:.4f}",
+                     format_number(row["test_accuracy_mean"] or ""),
+                     "" if row["p_vs_best"] is None else f"{row['p_vs_best']:.3g}",
+                     "best" if row["rank"] == 1 else tied])
+    widths = [max(len(c) for c in col) for col in zip(head, *body, strict=True)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in [head, ["-" * w for w in widths], *body]]
+    return "\n".join(lines)
 
 
 def all_curves(rows: Sequence[dict[str, Any]], folder: Path) -> list[Curves]:
@@ -217,6 +261,49 @@ def timing_markdown(table: Sequence[dict[str, Any]]) -> str:
     note = ("\nms / step and s / epoch: median over epochs 2..N of the training time "
             "(validation excluded). Report figures: its own machine (Table 1).\n")
     return "\n".join(lines) + "\n" + note
+
+
+def summary_timing_rows(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The timing table of a sweep with repeats: per arm, mean times and the half-width of
+    their 95 % intervals (0 where n < 2)."""
+    reference = report_table1()
+    table = []
+    for row in summary:
+        batch = row.get("train.batch_size")
+        if not _finite(batch) or row["ms_per_step_mean"] is None:
+            continue
+        report = reference.get(int(batch), ("", ""))
+        half = {k: (row[f"{k}_ci_high"] - row[f"{k}_mean"]) if row[f"{k}_ci_high"] is not None
+                else 0.0 for k in ("ms_per_step", "s_per_epoch")}
+        table.append({"batch_size": int(batch),
+                      "ms_per_step": round(row["ms_per_step_mean"], 2),
+                      "s_per_epoch": round(row["s_per_epoch_mean"], 2),
+                      "ms_per_step_err": half["ms_per_step"],
+                      "s_per_epoch_err": half["s_per_epoch"],
+                      "report_ms_per_step": report[0], "report_s_per_epoch": report[1],
+                      "variant": row.get("variant") or "", "run": row["arm"]})
+    return sorted(table, key=lambda r: (r["variant"], r["batch_size"]))
+
+
+def arm_curves(curves: Sequence[Curves], rows: Sequence[dict[str, Any]]) -> list[Curves]:
+    """One mean curve per arm (the runs' histories averaged per epoch, with 95 % interval
+    bounds as ``<key>_low`` / ``<key>_high``), labelled by the arm."""
+    arm_of = {r["run"]: r["arm"] for r in rows}
+    grouped: dict[str, list[Curves]] = {}
+    for curve in curves:
+        grouped.setdefault(arm_of[curve.label], []).append(curve)
+    found = []
+    for arm, members in grouped.items():
+        history: list[dict[str, Any]] = []
+        for key in ("accuracy", "val_accuracy", "loss", "val_loss"):
+            mean, low, high = stats.band([[float(r[key]) for r in c.history] for c in members])
+            for epoch, values in enumerate(zip(mean, low, high, strict=True)):
+                if len(history) <= epoch:
+                    history.append({"epoch": epoch + 1})
+                history[epoch].update({key: values[0], f"{key}_low": values[1],
+                                       f"{key}_high": values[2]})
+        found.append(Curves(f"{arm} (n={len(members)})", history, None, Status.FINISHED))
+    return found
 
 
 def _finite(value: Any) -> bool:

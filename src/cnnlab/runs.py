@@ -18,6 +18,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,8 @@ ACTIVATIONS_DIR = "activations"
 # Files of a sweep folder
 SWEEP_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"
+SUMMARY_CSV_FILE = "summary.csv"
+FINDINGS_FILE = "findings.md"
 BEST_CONFIG_FILE = "best_config.yaml"
 FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"
@@ -243,7 +246,10 @@ def load_model(path: str | Path, trust_code: bool = False) -> Any:
     if not path.exists():
         raise RunError(f"{path}: no saved model; train the run again")
     try:
-        return keras.saving.load_model(path, safe_mode=not trust_code)
+        with warnings.catch_warnings():  # cnnlab never trains a loaded model on: its
+            # optimizer state (e.g. mixed precision's loss scale) does not matter
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            return keras.saving.load_model(path, safe_mode=not trust_code)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise RunError(f"{path}: the model contains code (a Lambda layer) and is refused "
@@ -311,3 +317,4 @@ def recorded_input(run: Run) -> tuple[tuple[int, ...], tuple[str, ...]]:
         raise RunError(f"{run.path}: metrics.json has no data record (input_shape, "
                        "class_names); train the run again with this version of cnnlab")
     return tuple(int(s) for s in shape), tuple(str(n) for n in names)
+

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cnnlab import executors, report, results, runs, sweep_plots, sweep_runner
+from cnnlab import executors, findings, report, results, runs, sweep_plots, sweep_runner
 from cnnlab.ray_executor import RayExecutor, RayOptions
 from cnnlab.sweep_spec import (
     Sweep,
@@ -56,21 +56,27 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
 
 
 def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
-    """From the run folders: results.csv, the console table, best_config.yaml, the plots,
-    report.html and the HParams of every finished run."""
+    """From the run folders: results.csv, summary.csv, findings.md, the console table,
+    best_config.yaml, the plots, report.html and the HParams of every finished run."""
     rows = results.write_sweep_results(sweep, sweep_dir)
+    summary = results.write_summary(sweep, sweep_dir, rows)
+    runs.write_atomic(sweep_dir / runs.FINDINGS_FILE, findings.findings(
+        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
-    log(results.format_table(rows, sweep.params))
-    best = results.winner(rows)
+    log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
+        results.format_summary_table(summary, sweep.params, sweep.select_by))
+    best = results.best_arm(summary)
     if best:
         path = results.write_best_config(sweep, sweep_dir, best)
-        log(f"best: {best['run']} ({sweep.select_by} {best[sweep.select_by]}) -> {path} "
+        log(f"best: {best['arm']} ({sweep.select_by} "
+            f"{results.format_number(best[f'{sweep.select_by}_mean'])}) -> {path} "
             f"(train it with: cnnlab train {path})")
     written = sweep_plots.draw_all(sweep_dir, f"sweep {sweep.name}", rows, sweep.params,
-                                   results.all_curves(rows, sweep_dir))
-    log(f"results: {sweep_dir / runs.RESULTS_FILE}; plots: "
-        f"{', '.join(p.name for p in written)}")
+                                   results.all_curves(rows, sweep_dir),
+                                   summary if sweep.repeats > 1 else None)
+    log(f"results: {sweep_dir / runs.RESULTS_FILE}, {runs.SUMMARY_CSV_FILE}, "
+        f"{runs.FINDINGS_FILE}; plots: {', '.join(p.name for p in written)}")
     report.try_write_report(sweep_dir, log)
     from cnnlab import tracking  # imports TensorFlow: only after the runs chose CPU settings
 
-    tracking.write_sweep_hparams(sweep_dir, sweep.name, rows, sweep.varying, log)
+    tracking.write_sweep_hparams(sweep_dir, sweep.name, rows, sweep.params, log)

@@ -21,8 +21,10 @@ from cnnlab.plots import save_figure  # noqa: E402
 from cnnlab.results import (  # noqa: E402
     TIMING_COLUMNS,
     Curves,
+    arm_curves,
     ranked_status,
     report_table1,
+    summary_timing_rows,
     timing_markdown,
     timing_rows,
 )
@@ -53,6 +55,10 @@ def plot_curve_overlay(curves: Sequence[Curves], path: Path, title: str) -> None
         for ax, (key, _) in zip(axes.flat, panels, strict=True):
             values = [float(r[key]) if _finite(r[key]) else float("nan") for r in curve.history]
             ax.plot(epochs, values, "o-", ms=2.5, lw=1.4, color=colour)
+            if f"{key}_low" in curve.history[0]:  # an arm's mean: its 95 % interval shaded
+                ax.fill_between(epochs, [r[f"{key}_low"] for r in curve.history],
+                                [r[f"{key}_high"] for r in curve.history], color=colour,
+                                alpha=0.18, lw=0)
             if curve.overfit_epoch and curve.overfit_epoch <= len(values):
                 ax.plot(curve.overfit_epoch, values[curve.overfit_epoch - 1], "X", ms=10,
                         color=colour, markeredgecolor="black")
@@ -99,6 +105,36 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
     save_figure(fig, path)
 
 
+def plot_arm_accuracy(summary: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Mean best validation accuracy and test accuracy of each arm with 95 % intervals."""
+    rows = [r for r in summary if r["best_val_accuracy_mean"] is not None]
+    positions = range(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(rows)))
+    for offset, metric, name, colour in ((-0.2, "best_val_accuracy", "best validation "
+                                          "accuracy", "tab:blue"),
+                                         (0.2, "test_accuracy", "test accuracy", "tab:orange")):
+        means = [r[f"{metric}_mean"] for r in rows]
+        errors = [[m - (r[f"{metric}_ci_low"] if r[f"{metric}_ci_low"] is not None else m)
+                   for m, r in zip(means, rows, strict=True)],
+                  [(r[f"{metric}_ci_high"] if r[f"{metric}_ci_high"] is not None else m) - m
+                   for m, r in zip(means, rows, strict=True)]]
+        ax.barh([p + offset for p in positions], means, height=0.4, xerr=errors, capsize=3,
+                label=f"{name} (mean, 95 % CI)", color=colour)
+        for p, m, high in zip(positions, means, errors[1], strict=True):
+            ax.text(m + high + 0.005, p + offset, f"{m:.3f}", va="center", fontsize=8)
+    tied = {True: " (tied with best)", False: "", None: ""}
+    ax.set_yticks(list(positions), [f"{r['arm']} (n={r['n']})"
+                                    + (" (best)" if r["rank"] == 1 else tied[r["tied_with_best"]])
+                                    for r in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, min(1.0, max([r["best_val_accuracy_mean"] for r in rows] + [0.1]) * 1.25))
+    ax.set_xlabel("accuracy")
+    ax.set_title(f"{title}: accuracy by arm (mean of repeats, 95 % interval)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    save_figure(fig, path)
+
+
 def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
     """ms/step and s/epoch against batch size (log-2 axis), with the report's figures."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -108,8 +144,9 @@ def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None
                           (axes[1], "s_per_epoch", "time per epoch (s)")):
         for group in groups:
             rows = [r for r in table if r["variant"] == group]
-            ax.plot([r["batch_size"] for r in rows], [r[key] for r in rows], "o-",
-                    label=f"this machine{f' ({group})' if group else ''}")
+            ax.errorbar([r["batch_size"] for r in rows], [r[key] for r in rows],
+                        yerr=[r.get(f"{key}_err", 0.0) for r in rows], fmt="o-", capsize=3,
+                        label=f"this machine{f' ({group})' if group else ''}")
         report = [(b, v[0 if key == "ms_per_step" else 1]) for b, v in reference.items()]
         ax.plot(*zip(*report, strict=True), "s--", color="grey", alpha=0.7,
                 label="report (Table 1)")
@@ -149,17 +186,25 @@ def plot_timing_table(table: Sequence[dict[str, Any]], path: Path, title: str) -
 
 
 def draw_all(out_dir: Path, title: str, rows: Sequence[dict[str, Any]], params: list[str],
-             curves: Sequence[Curves]) -> list[Path]:
-    """Every figure (and the timing table) for these runs; returns the files written."""
+             curves: Sequence[Curves], summary: Sequence[dict[str, Any]] | None = None
+             ) -> list[Path]:
+    """Every figure (and the timing table) for these runs; with a per-arm ``summary``
+    (repeats), one mean curve, bar and timing point per arm with its 95 % interval.
+    Returns the files written."""
     written = []
     if curves:
-        plot_curve_overlay(curves, out_dir / "curves.png", title)
+        shown = arm_curves(curves, rows) if summary else curves
+        plot_curve_overlay(shown, out_dir / "curves.png", title)
         written.append(out_dir / "curves.png")
     done = [r for r in rows if r["status"] not in (Status.PENDING, Status.FAILED)]
     if done:
-        plot_accuracy_bars(done, out_dir / "accuracy.png", title)
+        if summary:
+            plot_arm_accuracy(summary, out_dir / "accuracy.png", title)
+        else:
+            plot_accuracy_bars(done, out_dir / "accuracy.png", title)
         written.append(out_dir / "accuracy.png")
-    table = timing_rows(done) if "train.batch_size" in params else []
+    table = [] if "train.batch_size" not in params else (
+        summary_timing_rows(summary) if summary else timing_rows(done))
     if len({r["batch_size"] for r in table}) >= 2:
         runs.write_csv(out_dir / "timing_table.csv", table, TIMING_COLUMNS)
         runs.write_atomic(out_dir / "timing_table.md", timing_markdown(table))

@@ -11,6 +11,11 @@ A sweep file (see docs/sweeps.md)::
     variants:                           # named sets of overrides
       adam: {train.optimizer: adam, train.momentum: null}
     select_by: best_val_accuracy        # how the winner is chosen
+    repeats: 3                          # optional: each arm trained with seeds s, s+1, s+2
+
+An *arm* is one variant x axis combination; with ``repeats: N`` repeat ``i`` trains it
+with ``seed = base seed + i`` while ``data.split_seed`` stays the base seed, so every
+repeat and every arm sees the same train/validation/test split.
 
 With both ``axes`` and ``variants``, every variant is crossed with every axis
 combination. Everything is validated (each expanded run's config included) before any
@@ -44,20 +49,23 @@ from cnnlab.config import (
 from cnnlab.errors import ConfigError
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
-SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by")
+SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats")
 # How the winner is chosen: the metric and whether higher ("max") or lower is better.
 SELECT_BY = {"best_val_accuracy": "max", "final_val_loss": "min"}
 
 
 @dataclass(frozen=True)
 class SweepRun:
-    """One run of a sweep: its number, folder name, variant, overrides and resolved config."""
+    """One run of a sweep: its number, folder name, variant, overrides and resolved config;
+    its arm (the id shared by its repeats) and repeat number."""
 
     index: int
     id: str
     variant: str | None
     overrides: dict[str, Any]
     config: Config
+    arm: str = ""
+    repeat: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,12 @@ class Sweep:
     variants: dict[str, dict[str, Any]]
     select_by: str
     runs: tuple[SweepRun, ...]
+    repeats: int = 1
+
+    @property
+    def arms(self) -> list[str]:
+        """The arm ids in plan order."""
+        return list(dict.fromkeys(r.arm for r in self.runs))
 
     @property
     def varying(self) -> list[str]:
@@ -88,9 +102,9 @@ class Sweep:
         return {
             "name": self.name, "description": self.description, "origin": self.origin,
             "base": self.base, "set": self.set, "axes": self.axes, "variants": self.variants,
-            "select_by": self.select_by,
-            "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides}
-                     for r in self.runs],
+            "select_by": self.select_by, "repeats": self.repeats,
+            "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides,
+                      "arm": r.arm, "repeat": r.repeat} for r in self.runs],
         }
 
 
@@ -103,17 +117,19 @@ def resolve_sweep_path(name_or_path: str | Path) -> Path:
     return resolve_path(name_or_path, BUILTIN_SWEEP_DIR, "sweep")
 
 
-def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = ()) -> Sweep:
-    """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run."""
+def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = (),
+               repeats: int | None = None) -> Sweep:
+    """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run,
+    ``repeats`` (``--repeats``) replaces the file's."""
     path = resolve_sweep_path(name_or_path)
     raw = read_yaml(path)
     return sweep_from_dict(raw, str(name_or_path), base_dir=path.parent,
-                           overrides=overrides, default_name=path.stem)
+                           overrides=overrides, default_name=path.stem, repeats=repeats)
 
 
 def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                     overrides: Iterable[str] | Mapping[str, Any] = (),
-                    default_name: str = "sweep") -> Sweep:
+                    default_name: str = "sweep", repeats: int | None = None) -> Sweep:
     """Validate a sweep (the YAML as a dict) and expand it into its runs."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{origin}: expected a mapping with base and axes and/or variants, "
@@ -138,10 +154,20 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
         raise ConfigError(f"{origin}: select_by: got {select_by!r}; expected one of "
                           + ", ".join(SELECT_BY))
     common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
+    count = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
+                     origin if repeats is None else "--repeats")
     return Sweep(name=check_name(raw.get("name", default_name), f"{origin}: name"),
                  origin=origin, description=str(raw.get("description") or ""),
                  base=base, set={**sweep_set, **cli_set}, axes=axes, variants=variants,
-                 select_by=select_by, runs=tuple(_expand(common, axes, variants, origin)))
+                 select_by=select_by, repeats=count,
+                 runs=tuple(_expand(common, axes, variants, origin, count)))
+
+
+def _repeats(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: repeats: got {value!r}; expected a whole number >= 1 "
+                          "(the seeds each arm is trained with)")
+    return value
 
 
 def _check_sweep_keys(raw: Mapping[str, Any], origin: str) -> None:
@@ -222,25 +248,33 @@ def _variants(value: Any, origin: str) -> dict[str, dict[str, Any]]:
 # --- expansion ---
 
 def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
-            variants: dict[str, dict[str, Any]], origin: str) -> Iterable[SweepRun]:
+            variants: dict[str, dict[str, Any]], origin: str,
+            repeats: int = 1) -> Iterable[SweepRun]:
     variant_items: list[tuple[str | None, dict[str, Any]]] = list(variants.items()) or [(None, {})]
     combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
     short = _short_names(list(axes))
+    arms = [(variant, {**overrides, **combo}, ([variant] if variant else [])
+             + [f"{short[k]}={_fmt(v)}" for k, v in combo.items()])
+            for variant, overrides in variant_items for combo in combos]
+    base_seed = int(common.get("seed", 0))
     index = 0
-    for variant, variant_overrides in variant_items:
-        for combo in combos:
+    for number, (variant, overrides, parts) in enumerate(arms, start=1):
+        arm = _safe(f"{number:03d}-" + "-".join(parts))
+        for repeat in range(repeats):
             index += 1
-            parts = ([variant] if variant else []) + [f"{short[k]}={_fmt(v)}"
-                                                      for k, v in combo.items()]
-            run_id = _safe(f"{index:03d}-" + "-".join(parts))
-            overrides = {**variant_overrides, **combo}
+            run_id = arm if repeats == 1 else f"{arm}-r{repeat}"
             raw = merge(common, overrides_to_dict(overrides))
             raw["name"] = run_id.replace("=", "-")  # Keras model names allow no "="
+            if repeats > 1:  # other weights and batches, the same split
+                raw["seed"] = base_seed + repeat
+                data = raw.setdefault("data", {}) or {}
+                split = data.get("split_seed")
+                raw["data"] = {**data, "split_seed": base_seed if split is None else split}
             try:
                 config = config_from_dict(raw, origin)
             except ConfigError as exc:
                 raise ConfigError(f"{origin}: run {run_id}: {exc}") from None
-            yield SweepRun(index, run_id, variant, overrides, config)
+            yield SweepRun(index, run_id, variant, overrides, config, arm, repeat)
 
 
 def _short_names(keys: list[str]) -> dict[str, str]:
@@ -270,7 +304,10 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
 
 def describe(sweep: Sweep) -> str:
     """The dry-run listing: each run's id and overrides."""
-    lines = [f"sweep {sweep.name} ({sweep.origin}): {len(sweep.runs)} runs"
+    repeats = (f" ({len(sweep.arms)} arms x {sweep.repeats} repeats, seeds "
+               f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1})"
+               if sweep.repeats > 1 else "")
+    lines = [f"sweep {sweep.name} ({sweep.origin}): {len(sweep.runs)} runs{repeats}"
              + (f" -- {sweep.description}" if sweep.description else "")]
     if sweep.set:
         lines.append(f"every run: {format_overrides(sweep.set)}")

@@ -179,11 +179,13 @@ def _test_metrics(model: keras.Model, data: Dataset, batch_size: int) -> dict[st
     probabilities = model.predict(data.x_test, batch_size=max(batch_size, 256), verbose=0)
     predicted = probabilities.argmax(axis=1)
     loss = keras.losses.sparse_categorical_crossentropy(data.y_test, probabilities)
-    matrix = confusion_matrix(data.y_test, predicted, labels=range(data.num_classes))
+    matrix = confusion_matrix(data.y_test, predicted, labels=range(data.num_classes)).tolist()
     return {
         "test_accuracy": float((predicted == data.y_test).mean()),
         "test_loss": float(np.mean(keras.ops.convert_to_numpy(loss))),
-        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix": matrix,
+        "per_class": analysis.per_class(data.y_test, predicted, data.class_names),
+        "most_confused": analysis.most_confused(matrix, data.class_names),
     }
 
 
@@ -285,7 +287,8 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     """Evaluate the best checkpoint on the test set; write metrics.json (last) and plots."""
     status = _status(rows, config.train.epochs)
     best = analysis.best_epoch([r["val_accuracy"] for r in rows])
-    test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None}
+    test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None,
+                            "per_class": None, "most_confused": None}
     checkpoint = run_dir / runs.MODEL_FILE
     if checkpoint.exists():
         best_model = runs.load_model(checkpoint)
@@ -341,7 +344,9 @@ def evaluate_run(run_dir: str | Path, log: Log = print, trust_model: bool = Fals
     """Reload a run's best model, recompute test metrics and confusion matrix on the same data.
 
     The data is read from the location the run recorded; a different fingerprint is an
-    error, so that the comparison is on the same images. Writes ``evaluation.json``.
+    error, so that the comparison is on the same images. Writes ``evaluation.json`` and
+    rewrites the per-class analysis in ``metrics.json`` (runs recorded before it existed
+    gain it).
     """
     run = runs.read_run(run_dir)
     model = runs.load_run_model(run, trust_code=trust_model)
@@ -350,4 +355,7 @@ def evaluate_run(run_dir: str | Path, log: Log = print, trust_model: bool = Fals
     result["recorded_test_accuracy"] = run.metrics.get("test_accuracy")
     result["class_names"] = list(data.class_names)
     runs.write_json(run.path / runs.EVALUATION_FILE, result)
+    runs.write_json(run.path / runs.METRICS_FILE, {
+        **run.metrics, "per_class": result["per_class"],
+        "most_confused": result["most_confused"]})
     return result
