@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,30 @@ def cli_sweep(tmp_path_factory: pytest.TempPathFactory, sample_archive: Path,
     result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(folder / "out")])
     assert result.exit_code == 0, result.output
     return folder / "out", result.output
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory):
+    missing = [f"{tool} (not on PATH)" for tool, found in
+               (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not found]
+    if missing:
+        pytest.skip("the report-page browser tests need headless Chromium and its WebDriver; "
+                    f"missing: {', '.join(missing)}; install both with: "
+                    "apt-get install chromium chromium-driver")
+    webdriver = pytest.importorskip("selenium.webdriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--window-size=1280,1600",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
+                              options=options)
+    yield driver
+    driver.quit()

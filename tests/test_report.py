@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -17,9 +16,6 @@ from cnnlab import report
 from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.plots import plt
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 @pytest.fixture(scope="module")
@@ -162,29 +158,6 @@ def parse_page(text: str) -> Page:
     page = Page()
     page.feed(text)
     return page
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    missing = [f"{tool} (not on PATH)" for tool, found in
-               (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)) if not found]
-    if missing:
-        pytest.skip("the report-page browser tests need headless Chromium and its WebDriver; "
-                    f"missing: {', '.join(missing)}; install both with: "
-                    "apt-get install chromium chromium-driver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1280,1600",
-                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=CHROMEDRIVER),
-                              options=options)
-    yield driver
-    driver.quit()
 
 
 IMAGES_DRAWN = """

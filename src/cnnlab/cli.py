@@ -314,6 +314,33 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
 
 @main.command()
+@click.option("--repeats", type=int, default=3, show_default=True, metavar="N",
+              help="Seeds per arm of every study (s..s+N-1, the same split).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key in every run (repeatable), e.g. for a quick pass: "
+                   "--set train.epochs=5 --set data.train_size=2000")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Study folder (default outputs/reproduce-<timestamp>); give the same "
+                   "folder again to resume.")
+@click.option("--dry-run", is_flag=True,
+              help="List every run and estimate the total time on this machine; train nothing.")
+@reports_errors
+def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run: bool) -> None:
+    """Run the whole reference study (every section of the report) and write one report
+    page with a verdict on each of its claims.
+
+    Example: cnnlab reproduce --repeats 2 --set train.epochs=5 --out outputs/study
+    """
+    from cnnlab import reproduce as study
+
+    plan = study.plan(overrides, repeats)
+    if dry_run:
+        study.dry_run(plan, log=click.echo)
+        return
+    study.run(plan, out, log=click.echo)
+
+
+@main.command()
 @click.argument("folders", nargs=-1, required=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Output folder (default outputs/compare-<timestamp>); never overwritten.")

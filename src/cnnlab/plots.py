@@ -85,3 +85,32 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], path: 
     ax.set_ylabel("true class")
     ax.set_title(title)
     save_figure(fig, path)
+
+
+def plot_standardization(raw: np.ndarray, standardized: np.ndarray, path: Path) -> None:
+    """Pixel values of some images before and after per-image standardization, and each
+    image's mean and standard deviation before and after."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    axes[0].hist(raw.ravel(), bins=64, color="tab:grey")
+    axes[0].set_title(f"raw pixels ({len(raw)} images)")
+    axes[0].set_xlabel("value (0-255)")
+    axes[1].hist(standardized.ravel(), bins=64, color="tab:blue")
+    axes[1].set_title("after (img - img.mean()) / img.std()")
+    axes[1].set_xlabel("value")
+    raw_flat = raw.reshape(len(raw), -1).astype(np.float32)
+    after = standardized.reshape(len(standardized), -1)
+    axes[2].hist(raw_flat.mean(axis=1), bins=32, alpha=0.7, color="tab:grey",
+                 label="per-image mean, raw")
+    axes[2].hist(raw_flat.std(axis=1), bins=32, alpha=0.7, color="tab:olive",
+                 label="per-image std, raw")
+    axes[2].set_title("each image's mean and std before")
+    axes[2].set_xlabel("value (0-255)")
+    axes[2].legend(fontsize=8, title=(
+        f"after: means {after.mean(axis=1).min():.1e}..{after.mean(axis=1).max():.1e},\n"
+        f"stds {after.std(axis=1).min():.3f}..{after.std(axis=1).max():.3f}"),
+        title_fontsize=8)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.suptitle("Section 1: per-image standardization")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -113,7 +113,7 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     return key_values(shown) + (f'<p class="note">{esc(note)}</p>' if note else "")
 
 
-def _per_class_table(metrics: dict[str, Any]) -> str:
+def per_class_table(metrics: dict[str, Any]) -> str:
     classes = metrics.get("per_class") or {}
     if not classes:
         return ""
@@ -147,7 +147,7 @@ def run_page(run: runs.Run) -> str:
     return page(f"cnnlab run: {run.name}", [
         ("Metrics", _metrics_table(run.metrics)),
         ("Figures", f'<div class="pair">{figures}</div>{others}' if figures else others),
-        ("Per class on the test set", _per_class_table(run.metrics)),
+        ("Per class on the test set", per_class_table(run.metrics)),
         ("History and timing per epoch", _history_table(run.history)),
         ("Activation maps", maps),
         ("Config", _pre(root / runs.CONFIG_FILE)),

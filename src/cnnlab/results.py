@@ -224,9 +224,14 @@ def all_curves(rows: Sequence[dict[str, Any]], folder: Path) -> list[Curves]:
 
 # --- the batch-size timing table (report Table 1) ---
 
+def reference_numbers() -> dict[str, Any]:
+    """The reference report's own figures (``reference.yaml``)."""
+    return yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))
+
+
 def report_table1() -> dict[int, tuple[float, float]]:
     """The reference report's Table 1: batch size -> (ms per step, s per epoch)."""
-    table = yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))["table1"]
+    table = reference_numbers()["table1"]
     return {int(batch): (values[0], values[1]) for batch, values in table.items()}
 
 

@@ -275,8 +275,11 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
             callbacks=_callbacks(config, run_dir, timer, recorder),
         )
     except KeyboardInterrupt:
+        # the backup of the last epoch may not be written yet: keep what resume continues
+        kept = _resume_point(run_dir)
+        runs.write_csv(run_dir / runs.HISTORY_FILE, kept, runs.HISTORY_COLUMNS)
         runs.write_json(run_dir / runs.STATUS_FILE, {
-            "status": Status.INTERRUPTED, "epochs_completed": len(recorder.rows),
+            "status": Status.INTERRUPTED, "epochs_completed": len(kept),
             "resume_with": "cnnlab train CONFIG --out RUN_DIR --resume (same CONFIG and --set)"})
         raise TrainingInterrupted(run_dir) from None
     return recorder.rows
