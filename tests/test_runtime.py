@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,37 @@ def test_runs_recorded_before_train_onednn_existed_still_resume(tiny_config) -> 
     assert config_differences(old, new) == []
     forced = tiny_config("baseline", **{"train.onednn": False}).to_dict()
     assert config_differences(old, forced) == ["train.onednn"]
+
+
+def test_a_worker_stops_when_its_sweep_process_is_killed(
+        sample_archive: Path, cache_dir: Path, tmp_path: Path) -> None:
+    sweep = {"name": "orphan", "base": "baseline", "axes": {"train.batch_size": [32, 1, 2]},
+             "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
+                     "data.train_size": 3000, "data.val_size": 100, "data.test_size": 100,
+                     "data.download": False, "train.epochs": 40, "train.verbose": 0}}
+    (tmp_path / "orphan.yaml").write_text(json.dumps(sweep), encoding="utf-8")
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab", "sweep", "orphan.yaml",
+                                "--out", "sweep"], cwd=tmp_path, env=clean_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = tmp_path / "sweep" / "001-batch_size=32" / "history.csv"  # in the worker
+    deadline = time.monotonic() + 180
+    while not history.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert history.exists(), "the worker never started training"
+    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                             text=True).stdout.split()
+    assert workers
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(map(running, workers)), "a worker trains on"
+
+
+def running(pid: str) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

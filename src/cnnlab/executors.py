@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -160,6 +161,15 @@ def _worker_start(settings: Settings, queue: Any) -> None:
     runtime.select(settings)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     queue.put(("pid", "", str(os.getpid())))
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose sweep process died (killed, say) stops at once rather than train on
+    into a folder the next sweep will clear."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _worker_train(config: Config, run_dir: str) -> None:
