@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import one_line_error
 from PIL import Image
 
 from cnnlab import runs
@@ -34,16 +35,6 @@ def cnnlab(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CNNLAB_"))}
     return subprocess.run([sys.executable, "-m", "cnnlab.cli", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
-
-
-def one_line_error(stderr: str, *fragments: str) -> str:
-    """stderr is exactly one line, 'cnnlab: error: ...', holding every fragment."""
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("cnnlab: error: "), stderr
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
-    return lines[0]
 
 
 def subprocess_error(*args: str, fragments: tuple[str, ...] = (), cwd: Path = REPO) -> str:

@@ -13,12 +13,10 @@ imported only after the paths are checked.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,11 +123,11 @@ def write_savedmodel(model: Any, input_shape: tuple[int, ...], path: Path) -> No
 
 def tflite_bytes(savedmodel: Path) -> bytes:
     """A SavedModel's serving signature converted to TFLite (built-in ops only)."""
-    from cnnlab.tf import tf
+    from cnnlab.tf import quiet_stderr, tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel))
     try:
-        with _quiet_fd2():
+        with quiet_stderr():
             return converter.convert()
     except Exception as exc:  # the converter raises its own ConverterError and others
         text = str(exc)
@@ -137,24 +135,6 @@ def tflite_bytes(savedmodel: Path) -> bytes:
         reason = " ".join((lines[0] if lines else text).split())[:200]
         raise RunError(f"TFLite conversion failed ({reason}); export --format savedmodel "
                        "instead") from None
-
-
-@contextlib.contextmanager
-def _quiet_fd2() -> Iterator[None]:
-    """File descriptor 2 to /dev/null: the converter prints its diagnostics there from C++
-    (the error message carries the gist); kept when TF_CPP_MIN_LOG_LEVEL asks for logs."""
-    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _size(path: Path) -> int:

@@ -20,7 +20,7 @@ runtime.select_default()  # before the import: TensorFlow reads it once
 
 
 @contextlib.contextmanager
-def _quiet_stderr():
+def quiet_stderr():
     """Send file descriptor 2 to /dev/null (C++ logging bypasses Python's sys.stderr)."""
     if os.environ["TF_CPP_MIN_LOG_LEVEL"] != "3":
         yield
@@ -37,7 +37,7 @@ def _quiet_stderr():
         os.close(devnull)
 
 
-with _quiet_stderr():
+with quiet_stderr():
     import keras  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
