@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,3 +143,43 @@ def test_mirrored_strategy_on_one_cpu_device(tiny_config, tmp_path: Path) -> Non
     assert record["strategy"] == "mirrored" and record["class"] == "MirroredStrategy"
     assert record["replicas"] == 1 and len(record["devices"]) == 1
     assert "CPU" in record["devices"][0]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_joining_a_running_cluster_with_address(tmp_path: Path, sample_archive: Path,
+                                                cache_dir: Path, ray_installed) -> None:
+    port = free_port()
+    started = subprocess.run(
+        ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
+        joined = subprocess.run(  # a fresh process, as a user's shell starts it
+            [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out",
+             str(tmp_path / "joined"), "--backend", "ray", "--address", f"127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=300)
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert f"ray: joined the cluster at 127.0.0.1:{port}" in joined.stdout
+    assert [r["status"] for r in rows(tmp_path / "joined").values()] == ["finished"] * 2
+
+
+def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sample_archive: Path,
+                                                           cache_dir: Path, ray_installed) -> None:
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
+    start = time.monotonic()
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file), "--backend", "ray", "--address",
+                                       f"127.0.0.1:{free_port()}", "--out", str(tmp_path / "o")])
+    assert time.monotonic() - start < 15
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no Ray cluster reachable there" in lines[0], result.stderr
+    assert not (tmp_path / "o").exists()

@@ -304,9 +304,11 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
         return
     options = None
     if backend == "ray":
-        from cnnlab.ray_executor import RayOptions, import_ray
+        from cnnlab.ray_executor import RayOptions, check_reachable, import_ray
 
-        import_ray()  # one-line error naming the extra, before any folder is made
+        import_ray(address)  # one-line error naming the extra, before any folder is made
+        if address and address != "auto":
+            check_reachable(address)
         options = RayOptions(address, cpus_per_run, gpus_per_run)
     from cnnlab.sweep import run_sweep
 

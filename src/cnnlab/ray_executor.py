@@ -18,6 +18,7 @@ Ray is optional (``pip install "cnnlab[ray]"``); it is imported only here, on us
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -42,7 +43,13 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of a locally started Ray (default: all)
 
 
-def import_ray() -> Any:
+def import_ray(address: str | None = None) -> Any:
+    """Ray, imported; joining a cluster (``address``) that ``ray start`` made, whose token is
+    here, turns on token authentication first (Ray reads the mode once, at its start)."""
+    if address and "RAY_AUTH_MODE" not in os.environ and (
+            os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").exists()):
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except ImportError:
@@ -56,7 +63,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, planned: Sequence[SweepRun], options: RayOptions, log: Log):
-        self.ray = import_ray()
+        self.ray = import_ray(options.address)
         self.planned, self.options, self.log = planned, options, log
         self.slots = max(1, len(planned))
         self.started: bool | None = None  # None: not yet; True: this executor started Ray
@@ -136,13 +143,41 @@ def _init(ray: Any, options: RayOptions, log: Log) -> bool:
     env = forwarded_env()
     runtime_env = {"env_vars": env} if env else None
     if options.address:
-        ray.init(address=options.address, runtime_env=runtime_env, logging_level="WARNING")
+        _join(ray, options.address, runtime_env)
         log(f"ray: joined the cluster at {options.address}")
     else:
         ray.init(num_cpus=options.num_cpus, runtime_env=runtime_env, include_dashboard=False,
                  logging_level="WARNING")
         log(f"ray: started locally with {int(ray.cluster_resources().get('CPU', 0))} CPUs")
     return True
+
+
+def _join(ray: Any, address: str, runtime_env: dict[str, Any] | None) -> None:
+    """``ray.init(address=...)`` with a one-line error for an unreachable cluster (within
+    seconds, not Ray's long retries) and the cluster's token where ``ray start`` made one."""
+    if address != "auto":
+        check_reachable(address)
+    try:
+        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING")
+    except (ConnectionError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else ""
+        raise CnnlabError(f"--address {address}: cannot join the Ray cluster ({reason}); "
+                          "check the address, and that the cluster's auth token is available "
+                          "(RAY_AUTH_TOKEN or ~/.ray/auth_token)") from None
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """CnnlabError unless something listens at ``HOST:PORT``."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise CnnlabError(f"--address {address}: expected HOST:PORT (e.g. 127.0.0.1:6379) "
+                          "or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise CnnlabError(f"--address {address}: no Ray cluster reachable there "
+                          f"({exc.strerror or exc}); start one with: ray start --head "
+                          f"--port={port}, or give its address") from None
 
 
 def train_task(config: Config, run_dir: str, run_id: str, cwd: str, cpus: float) -> None:
