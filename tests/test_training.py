@@ -127,3 +127,28 @@ def test_steps_per_execution_changes_speed_not_learning(tmp_path: Path, tiny_con
     assert steps_per_execution(cfg.train, 300) == 10  # auto: one call per epoch
     capped = tiny_config("baseline", **{"train.steps_per_execution": 64})
     assert steps_per_execution(capped.train, 300) == 10
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path: Path, sample_archive: Path,
+                                                      cache_dir: Path, signum: int,
+                                                      code: int) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "cnnlab.cli",
+                             *train_args(sample_archive, cache_dir, out, epochs=40)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    meta = out / "backup" / "training_metadata.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+            meta.exists() and json.loads(meta.read_text() or "{}").get("epoch", 0) >= 1):
+        time.sleep(0.1)
+    assert time.time() < deadline, "no epoch was backed up in time"
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert stderr.strip().splitlines()[-1].startswith("cnnlab: error: training interrupted")
+    assert "Traceback" not in stderr
+    status = json.loads((out / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["epochs_completed"] >= 1
+    kept = list(csv.DictReader((out / "history.csv").open()))
+    assert len(kept) == status["epochs_completed"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,19 +28,32 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what kill, Slurm, timeout send
+_received: list[int] = []
+
+
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM and SIGHUP stop a command as Ctrl-C does; a second one ends it at once."""
+    _received.append(signum)
+    signal.signal(signum, signal.SIG_DFL)
+    raise KeyboardInterrupt
+
+
 def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn known errors into one line + exit 2, Ctrl-C into exit 130."""
+    """Turn known errors into one line + exit 2; Ctrl-C, SIGTERM and SIGHUP into an
+    interrupted command (everything finished kept) and exit 128 + the signal's number."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, _stop)
         try:
             return command(*args, **kwargs)
         except CnnlabError as exc:
             _fail(str(exc))
-        except Interrupted as exc:
-            _fail(str(exc), 130)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            code = 128 + (_received[-1] if _received else signal.SIGINT)
+            _fail(str(exc) if isinstance(exc, Interrupted) else "interrupted", code)
 
     return wrapper
 
