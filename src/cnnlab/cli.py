@@ -54,6 +54,10 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (Interrupted, KeyboardInterrupt) as exc:
             code = 128 + (_received[-1] if _received else signal.SIGINT)
             _fail(str(exc) if isinstance(exc, Interrupted) else "interrupted", code)
+        except OSError as exc:  # a full disk, a read-only or forbidden folder
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc}; free space or fix the folder's permissions, "
+                  "then run the same command again (train: with --resume)", 1)
 
     return wrapper
 

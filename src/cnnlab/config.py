@@ -217,6 +217,10 @@ class DataConfig:
                           "fingerprint")
     cache_dir: str | None = setting(None, _optional(_str),
                                     "cache folder; null: $CNNLAB_CACHE_DIR or ~/.cache/cnnlab")
+    max_pixels: int | None = setting(
+        89_478_485, _optional(_int(1)),
+        "largest image (width x height) any reader decodes; bigger ones (decompression bombs) "
+        "are refused from their header, before decoding (null: no limit)")
 
 
 _PER_BLOCK = "or one per block"

@@ -25,7 +25,7 @@ from cnnlab.config import DataConfig
 from cnnlab.errors import DataError
 from cnnlab.readers import RawData
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit images scaled, not clipped; EXIF orientation applied
 SAMPLE_NAME = "cifar10-sample.tar.gz"
 CIFAR10_SHAPE = (32, 32, 3)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -220,7 +220,7 @@ def _read(path: Path, source: str, cfg: DataConfig) -> tuple[RawData, str]:
         return readers.read_cifar_python(inner if inner.is_dir() else path), "cifar-python"
     fmt = "image-archive" if readers.is_archive(path) else "image-folder"
     size = tuple(cfg.image_size) if cfg.image_size else None
-    return readers.read_image_tree(path, size, cfg.channels), fmt
+    return readers.read_image_tree(path, size, cfg.channels, cfg.max_pixels), fmt
 
 
 def read_cached(path: Path, cfg: DataConfig, log: Log = print) -> tuple[RawData, str, str]:
@@ -271,7 +271,7 @@ def input_spec(cfg: DataConfig) -> tuple[tuple[int, ...], int]:
         return CIFAR10_SHAPE, len(CIFAR10_CLASSES)
     located = locate(cfg)
     size = tuple(cfg.image_size) if cfg.image_size else None
-    return readers.peek_image_tree(located.path, cfg.channels, size)
+    return readers.peek_image_tree(located.path, cfg.channels, size, cfg.max_pixels)
 
 
 def load_dataset(cfg: DataConfig, seed: int = 0, log: Log = print) -> Dataset:

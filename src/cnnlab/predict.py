@@ -7,13 +7,13 @@ image-folder reader does), resizes it to the run's input size (bilinear, like
 (:func:`cnnlab.data.standardize`) and returns one :class:`Prediction` per file.
 Every file is decoded before TensorFlow loads, so that a bad file fails fast, by name.
 
-Beyond the training reader: a JPEG's EXIF orientation is applied (the picture as a
-viewer shows it), and 16-bit or float images are scaled to 0-255 rather than clipped.
+Decoding is the image-folder reader's own (:func:`cnnlab.readers.convert_image`): EXIF
+orientation applied, 16-bit or float images scaled to 0-255 rather than clipped, and an
+image over the run's ``data.max_pixels`` refused from its header, before decoding.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,8 @@ import numpy as np
 from cnnlab import runs
 from cnnlab.data import standardize
 from cnnlab.errors import DataError, RunError
-from cnnlab.readers import IMAGE_SUFFIXES
+from cnnlab.readers import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, MODES, convert_image, open_image
 
-MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channel count -> PIL mode, as the readers use
 USAGE = "cnnlab predict [RUN_DIR] IMAGE_OR_FOLDER..."
 
 
@@ -85,53 +84,40 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     return files
 
 
-def _eight_bit(img):  # noqa: ANN001, ANN202 - PIL images; PIL is imported lazily
-    """16-bit, 32-bit and float grayscale scaled to 8 bits (PIL's convert would clip)."""
-    from PIL import Image
-
-    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
-        return img
-    values = np.asarray(img, dtype=np.float64)
-    if img.mode == "F" and values.size and values.max() <= 1.0:
-        values = values * 255.0
-    elif values.size and values.max() > 255:
-        values = values / 257.0  # 65535 -> 255
-    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
-
-
-def read_image(path: Path, input_shape: tuple[int, ...]) -> np.ndarray:
-    """One image file as uint8 (H, W, C) of the run's input shape; DataError naming the
-    file if it is not a readable image."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
+def read_image(path: Path, input_shape: tuple[int, ...],
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               setting: str = "data.max_pixels") -> np.ndarray:
+    """One image file as uint8 (H, W, C) of the run's input shape, converted as the
+    image-folder reader converts (:func:`cnnlab.readers.convert_image`); DataError naming
+    the file if it is not a readable image or is over ``max_pixels`` (checked from its
+    header, before decoding)."""
     height, width, channels = input_shape
-    try:
-        with warnings.catch_warnings():  # palette transparency, large-image notices
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                img.load()
-                img = _eight_bit(ImageOps.exif_transpose(img)).convert(MODES[channels])
-                if img.size != (width, height):
-                    img = img.resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
-            ValueError) as exc:
-        reason = ("empty file" if path.stat().st_size == 0 else "not a recognised image format"
-                  if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split()))
-        raise DataError(f"{path}: not a readable image ({reason[:150]}); give a PNG or JPEG "
-                        "file, or remove it from the folder") from None
-    return array[..., None] if array.ndim == 2 else array
+    with open_image(path, str(path), max_pixels, setting=setting,
+                    problem="not a readable image",
+                    fix="give a PNG or JPEG file, or remove it from the folder") as img:
+        return convert_image(img, MODES[channels], (width, height))
 
 
-def load_images(files: Sequence[Path], input_shape: tuple[int, ...]) -> np.ndarray:
+def load_images(files: Sequence[Path], input_shape: tuple[int, ...],
+                max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                setting: str = "data.max_pixels") -> np.ndarray:
     """Raw uint8 pixels (N, H, W, C) of the files, converted to the run's input shape."""
     if input_shape[2] not in MODES:
         raise RunError(f"the run's input has {input_shape[2]} channels; predict reads "
                        "images as 1, 3 or 4 channels only")
     images = np.empty((len(files), *input_shape), dtype=np.uint8)
     for i, path in enumerate(files):
-        images[i] = read_image(path, input_shape)
+        images[i] = read_image(path, input_shape, max_pixels, setting)
     return images
+
+
+def _pixel_limit(run: runs.Run) -> int | None:
+    """The run's data.max_pixels (the default for runs recorded before the key existed)."""
+    data = run.config.get("data") if isinstance(run.config, dict) else None
+    if isinstance(data, dict) and "max_pixels" in data:
+        value = data["max_pixels"]
+        return value if value is None or isinstance(value, int) else DEFAULT_MAX_PIXELS
+    return DEFAULT_MAX_PIXELS
 
 
 def predict(run_dir: str | Path, inputs: Sequence[str | Path], trust_model: bool = False,
@@ -141,7 +127,8 @@ def predict(run_dir: str | Path, inputs: Sequence[str | Path], trust_model: bool
     run = runs.read_run(run_dir)
     input_shape, class_names = runs.recorded_input(run)
     files = image_files(inputs)
-    images = load_images(files, input_shape)  # every file checked before TensorFlow loads
+    setting = f"data.max_pixels in {run.path / runs.CONFIG_FILE}"
+    images = load_images(files, input_shape, _pixel_limit(run), setting)  # before TensorFlow
     model = runs.load_run_model(run, trust_code=trust_model)
     if tuple(model.input_shape[1:]) != input_shape:
         raise RunError(f"{run.path}: model.keras takes {model.input_shape[1:]} but the run "

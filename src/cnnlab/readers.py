@@ -13,10 +13,14 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import struct
 import tarfile
+import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +29,9 @@ from cnnlab.errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz")
 CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "F"}
+MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channel count -> the PIL mode images are read as
+DEFAULT_MAX_PIXELS = 89_478_485  # data.max_pixels' default: Pillow's own MAX_IMAGE_PIXELS
 
 
 @dataclass(frozen=True)
@@ -199,75 +205,185 @@ def _split_tree_path(name: str) -> tuple[str, str] | None:
 
 def _choose_mode(first_mode: str, channels: int | None) -> str:
     if channels is not None:
-        return {1: "L", 3: "RGB", 4: "RGBA"}[channels]
-    if first_mode in _GRAY_MODES:
+        return MODES[channels]
+    if first_mode in _GRAY_MODES or first_mode.startswith("I;16"):
         return "L"
     return "RGBA" if first_mode == "RGBA" else "RGB"
+
+
+def _reason(exc: BaseException, empty: bool) -> str:
+    from PIL import UnidentifiedImageError
+
+    if empty:
+        return "empty file"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a recognised image format"
+    return " ".join(str(exc).split())[:150] or type(exc).__name__
+
+
+def check_pixels(img: Any, origin: str, max_pixels: int | None,
+                 setting: str = "data.max_pixels") -> None:
+    """DataError if an opened image's header size is over ``max_pixels`` (None: no limit)."""
+    width, height = img.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise DataError(
+            f"{origin}: image is {width}x{height} = {width * height:,} pixels, over the limit "
+            f"of {max_pixels:,} ({setting}; a decompression bomb?); if the image is genuine, "
+            f"raise {setting} (null: no limit)")
+
+
+@contextmanager
+def open_image(source: bytes | Path, origin: str, max_pixels: int | None,
+               fix: str = "remove or replace the file", setting: str = "data.max_pixels",
+               problem: str = "corrupt or unreadable image") -> Iterator[Any]:
+    """An image opened from bytes or a file, its header read and its size checked against
+    ``max_pixels`` before anything is decoded. Any Pillow failure inside the block (decoding
+    included) becomes a one-line DataError naming ``origin``. Pillow's own bomb check is
+    off meanwhile (this one replaces it, with a limit the user can raise); warnings too."""
+    from PIL import Image, UnidentifiedImageError
+
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():  # palette transparency, EXIF notices
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+                check_pixels(img, origin, max_pixels, setting)
+                yield img
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+            ValueError, EOFError, struct.error) as exc:
+        empty = not source if isinstance(source, bytes) else source.stat().st_size == 0
+        raise DataError(f"{origin}: {problem} ({_reason(exc, empty)}); {fix}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def _eight_bit(img: Any) -> Any:
+    """16-bit and 32-bit integer grayscale (``I;16*``, ``I``) scaled by 255/65535 and float
+    grayscale (``F``; 0-1 when its maximum is <= 1, else 0-255) to 8-bit ``L``, rounded;
+    Pillow's own conversion would clip them at 255. Other modes are returned as they are."""
+    from PIL import Image
+
+    if img.mode not in ("I", "F") and not img.mode.startswith("I;16"):
+        return img
+    values = np.asarray(img, dtype=np.float64)
+    if img.mode != "F":
+        values = values / 257.0  # 65535 -> 255
+    elif values.size and values.max() <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+
+
+def convert_image(img: Any, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The one conversion of an opened image to uint8 (H, W, C) pixels, shared by the
+    image-folder reader and ``cnnlab predict``: decode, apply the EXIF orientation, scale
+    16-bit/float grayscale to 0-255, convert to ``mode`` (``L``, ``RGB``, ``RGBA``; CMYK,
+    YCbCr and HSV go through RGB; LAB fails) and resize to ``size`` (width, height;
+    bilinear)."""
+    from PIL import Image, ImageOps
+
+    img.load()
+    img = _eight_bit(ImageOps.exif_transpose(img))
+    if img.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "La", "RGBa"):
+        img = img.convert("RGB")  # Pillow converts these to RGB only
+    img = img.convert(mode)
+    if size is not None and img.size != size:
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    array = np.asarray(img, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
 
 
 class _ImageDecoder:
     """Decodes image bytes to uint8 HWC arrays of one size and channel count."""
 
-    def __init__(self, image_size: tuple[int, int] | None, channels: int | None):
+    def __init__(self, image_size: tuple[int, int] | None, channels: int | None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS):
         self.image_size = image_size
         self.channels = channels
+        self.max_pixels = max_pixels
         self.mode: str | None = None
         self.size: tuple[int, int] | None = None  # PIL (width, height)
 
+    def header(self, data: bytes, origin: str) -> None:
+        """Read the header only: DataError if unreadable or over the pixel limit."""
+        with open_image(data, origin, self.max_pixels):
+            pass
+
     def __call__(self, data: bytes, origin: str) -> np.ndarray:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(io.BytesIO(data)) as img:
-                img.load()
-                if self.mode is None:
-                    self.mode = _choose_mode(img.mode, self.channels)
-                    self.size = (
-                        (self.image_size[1], self.image_size[0]) if self.image_size else img.size
-                    )
-                img = img.convert(self.mode)
-                if img.size != self.size:
-                    if self.image_size is None:
-                        raise DataError(
-                            f"{origin}: image is {img.size[0]}x{img.size[1]} but earlier images "
-                            f"are {self.size[0]}x{self.size[1]}; set data.image_size=[H, W] "
-                            "to resize them all"
-                        )
-                    img = img.resize(self.size, Image.Resampling.BILINEAR)
-                array = np.asarray(img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            reason = ("empty file" if not data else "not a recognised image format"
-                      if isinstance(exc, UnidentifiedImageError) else " ".join(str(exc).split()))
+        with open_image(data, origin, self.max_pixels) as img:
+            if self.mode is None:
+                self.mode = _choose_mode(img.mode, self.channels)
+            resize = (self.image_size[1], self.image_size[0]) if self.image_size else None
+            array = convert_image(img, self.mode, resize)
+        if self.size is None:
+            self.size = (array.shape[1], array.shape[0])
+        elif (array.shape[1], array.shape[0]) != self.size:
             raise DataError(
-                f"{origin}: corrupt or unreadable image ({reason}); remove or replace the file"
-            ) from None
-        return array[..., None] if array.ndim == 2 else array
+                f"{origin}: image is {array.shape[1]}x{array.shape[0]} but earlier images "
+                f"are {self.size[0]}x{self.size[1]}; set data.image_size=[H, W] "
+                "to resize them all")
+        return array
 
 
-def read_image_tree(
-    path: Path, image_size: tuple[int, int] | None = None, channels: int | None = None
-) -> RawData:
-    """Read ``train/<class>/*`` and ``test/<class>/*`` images from a folder or tar archive.
-
-    Class names are the folder names, sorted (CIFAR-10's label order is alphabetical).
-    A corrupt or empty image file is an error naming the file, not a silent skip.
-    """
-    decode = _ImageDecoder(image_size, channels)
-    found: dict[str, list[tuple[str, np.ndarray]]] = {"train": [], "test": []}
+def _scan_tree(path: Path, decode: _ImageDecoder) -> list[tuple[str, str]]:
+    """(split, class) of every image of the tree, in reading order, from the headers only:
+    an unreadable header or an image over the pixel limit fails before anything is decoded."""
+    found = []
     for name, data in iter_files(path):
         where = _split_tree_path(name)
         if where is not None:
-            found[where[0]].append((where[1], decode(data, f"{path}:{name}")))
-    if not found["train"]:
+            decode.header(data, f"{path}:{name}")
+            found.append(where)
+    splits = {s for s, _ in found}
+    if "train" not in splits:
         raise DataError(
             f"{path}: no training images found; expected train/<class>/*.png|jpg and "
             "test/<class>/*.png|jpg"
         )
-    if not found["test"]:
+    if "test" not in splits:
         raise DataError(f"{path}: no test images found; expected test/<class>/*.png|jpg "
                         "beside train/")
-    train_classes = sorted({c for c, _ in found["train"]})
-    test_classes = sorted({c for c, _ in found["test"]})
+    return found
+
+
+def _decode_tree(path: Path, decode: _ImageDecoder, count: dict[str, int]
+                 ) -> dict[str, np.ndarray]:
+    """Decode the tree's images straight into one preallocated array per split."""
+    arrays: dict[str, np.ndarray] = {}
+    filled = {"train": 0, "test": 0}
+    for name, data in iter_files(path):
+        where = _split_tree_path(name)
+        if where is None:
+            continue
+        split = where[0]
+        image = decode(data, f"{path}:{name}")
+        if split not in arrays:
+            arrays[split] = np.empty((count[split], *image.shape), dtype=np.uint8)
+        if filled[split] >= count[split]:
+            filled[split] += 1  # more images than the headers counted
+            break
+        arrays[split][filled[split]] = image
+        filled[split] += 1
+    if filled != count:
+        raise DataError(f"{path}: images changed while being read; read it again when "
+                        "nothing writes to it")
+    return arrays
+
+
+def read_image_tree(
+    path: Path, image_size: tuple[int, int] | None = None, channels: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> RawData:
+    """Read ``train/<class>/*`` and ``test/<class>/*`` images from a folder or tar archive.
+
+    Class names are the folder names, sorted (CIFAR-10's label order is alphabetical).
+    A corrupt or empty image file is an error naming the file, not a silent skip. Every
+    header is read (and its size checked against ``max_pixels``) before any image is
+    decoded; images are then decoded one at a time into one array per split.
+    """
+    decode = _ImageDecoder(image_size, channels, max_pixels)
+    found = _scan_tree(path, decode)
+    train_classes = sorted({c for s, c in found if s == "train"})
+    test_classes = sorted({c for s, c in found if s == "test"})
     if train_classes != test_classes:
         only = set(train_classes) ^ set(test_classes)
         raise DataError(
@@ -275,20 +391,18 @@ def read_image_tree(
             "give both splits the same class folders"
         )
     index = {c: i for i, c in enumerate(train_classes)}
-
-    def stack(items: list[tuple[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-        return (np.stack([a for _, a in items]),
-                np.array([index[c] for c, _ in items], dtype=np.int64))
-
-    x_train, y_train = stack(found["train"])
-    x_test, y_test = stack(found["test"])
-    return RawData(x_train, y_train, x_test, y_test, tuple(train_classes))
+    labels = {split: np.array([index[c] for s, c in found if s == split], dtype=np.int64)
+              for split in ("train", "test")}
+    arrays = _decode_tree(path, decode, {split: len(y) for split, y in labels.items()})
+    return RawData(arrays["train"], labels["train"], arrays["test"], labels["test"],
+                   tuple(train_classes))
 
 
-def peek_image_tree(path: Path, channels: int | None, image_size: tuple[int, int] | None
+def peek_image_tree(path: Path, channels: int | None, image_size: tuple[int, int] | None,
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS
                     ) -> tuple[tuple[int, int, int], int]:
     """Input shape and class count of an image tree, decoding a single image."""
-    decode = _ImageDecoder(image_size, channels)
+    decode = _ImageDecoder(image_size, channels, max_pixels)
     classes: set[str] = set()
     shape = None
     for name, data in iter_files(path):

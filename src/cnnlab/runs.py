@@ -16,6 +16,7 @@ import enum
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -318,3 +319,27 @@ def recorded_input(run: Run) -> tuple[tuple[int, ...], tuple[str, ...]]:
                        "class_names); train the run again with this version of cnnlab")
     return tuple(int(s) for s in shape), tuple(str(n) for n in names)
 
+
+
+def free_bytes(folder: Path) -> int:
+    """Free space on the disk holding ``folder`` (or its nearest existing parent)."""
+    folder = Path(folder).resolve()
+    while not folder.exists():
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def run_bytes(params: int) -> int:
+    """What a run folder needs on disk for a model of ``params`` weights: the best
+    checkpoint and its temporary copy, and the double backup, each weights plus optimizer
+    state (up to 3x the weights, float32), plus figures, report and logs."""
+    return 4 * params * 3 * 4 + 4 * 2**20
+
+
+def check_free_space(folder: Path, params: int) -> None:
+    """RunError before a run starts when its folder's disk clearly cannot hold it."""
+    needed, free = run_bytes(params), free_bytes(folder)
+    if free < needed:
+        raise RunError(f"--out {folder}: only {free / 2**20:.1f} MB free on its disk; a run "
+                       f"of this model needs about {needed / 2**20:.1f} MB; free space or "
+                       "choose another --out")

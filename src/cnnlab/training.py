@@ -8,6 +8,7 @@ reloads the best model and recomputes the test metrics.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -110,6 +111,24 @@ class HistoryRecorder(keras.callbacks.Callback):
         runs.write_csv(self.path, self.rows, runs.HISTORY_COLUMNS)
 
 
+class DiskGuard(keras.callbacks.Callback):
+    """Before the epoch's checkpoint and backup are saved: an OSError (no space left)
+    naming the run folder when its disk cannot hold them, instead of a save that fails
+    half-way inside h5py. The run stays resumable from the previous epoch."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = run_dir
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        needed = runs.run_bytes(self.model.count_params()) // 2
+        free = runs.free_bytes(self.run_dir)
+        if free < needed:
+            raise OSError(errno.ENOSPC, f"no space left to save epoch {epoch + 1} "
+                          f"({free / 2**20:.1f} MB free, about {needed / 2**20:.1f} MB "
+                          "needed)", str(self.run_dir))
+
+
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model when validation accuracy improves, atomically (temporary file,
     then rename), so a kill during a save never leaves a half-written model.keras."""
@@ -135,6 +154,7 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
         *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
         timer,
         recorder,
+        DiskGuard(run_dir),  # before the saves below
         BestCheckpoint(run_dir / runs.MODEL_FILE, best_so_far),
         keras.callbacks.TerminateOnNaN(),
         # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
@@ -226,6 +246,8 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     _note_settings(config, log)
     _seed_everything(config)
     model = _compiled_model(config, data)
+    runs.check_free_space(Path(out_dir) if out_dir is not None else Path(outputs_root),
+                          model.count_params())
     run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
     done_rows = _resume_point(run_dir) if resume else []
     _start_run_folder(config, run_dir, model, data, done_rows, log)
@@ -274,15 +296,26 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
             shuffle=config.train.shuffle, verbose=config.train.verbose,
             callbacks=_callbacks(config, run_dir, timer, recorder),
         )
+    except OSError:
+        _mark_interrupted(run_dir)  # a full disk: free space, then --resume
+        raise
     except KeyboardInterrupt:
-        # the backup of the last epoch may not be written yet: keep what resume continues
+        _mark_interrupted(run_dir)
+        raise TrainingInterrupted(run_dir) from None
+    return recorder.rows
+
+
+def _mark_interrupted(run_dir: Path) -> None:
+    """status.json says interrupted and history.csv holds exactly the epochs the backup
+    holds (the backup of the last epoch may not be written yet)."""
+    try:
         kept = _resume_point(run_dir)
         runs.write_csv(run_dir / runs.HISTORY_FILE, kept, runs.HISTORY_COLUMNS)
         runs.write_json(run_dir / runs.STATUS_FILE, {
             "status": Status.INTERRUPTED, "epochs_completed": len(kept),
             "resume_with": "cnnlab train CONFIG --out RUN_DIR --resume (same CONFIG and --set)"})
-        raise TrainingInterrupted(run_dir) from None
-    return recorder.rows
+    except OSError:
+        pass  # the disk is full: the backup still says where to resume
 
 
 def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
