@@ -183,3 +183,33 @@ def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sampl
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster reachable there" in lines[0], result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_a_ray_worker_killed_mid_run_is_recorded_and_retried(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path, ray_installed) -> None:
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir,
+                            axes={"train.learning_rate": [0.01]},
+                            set={"data.path": str(sample_archive),
+                                 "data.cache_dir": str(cache_dir), "data.download": False,
+                                 "data.train_size": 1000, "data.val_size": 100,
+                                 "data.test_size": 100, "train.epochs": 6,
+                                 "train.verbose": 0, "train.batch_size": 8})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
+         "--backend", "ray"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    history = tmp_path / "sweep" / "001-learning_rate=0.01" / "history.csv"
+    deadline = time.monotonic() + 240
+    while not history.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert history.exists(), "the task never started training"
+    workers = subprocess.run(["pgrep", "-f", "ray::train_task"], capture_output=True,
+                             text=True).stdout.split()
+    assert len(workers) == 1
+    subprocess.run(["kill", "-9", workers[0]], check=True)
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stdout + stderr
+    assert "failed (" in stdout and "retrying once" in stdout, stdout
+    failures = json.loads((tmp_path / "sweep" / "failures.json").read_text())
+    assert [(f["run"], f["attempt"]) for f in failures] == [("001-learning_rate=0.01", 1)]
+    assert rows(tmp_path / "sweep")["001-learning_rate=0.01"]["status"] == "finished"
