@@ -37,6 +37,21 @@ def tiny_sweep(path: Path, sample_archive: Path, cache_dir: Path, **extra: objec
     return path
 
 
+def ray_sweep_training(sweep_file: Path, folder: Path) -> subprocess.Popen:
+    """``cnnlab sweep --backend ray`` into ``folder/sweep``, returned once its first run
+    is training (its history.csv exists)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
+         "--backend", "ray"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    history = folder / "sweep" / "001-learning_rate=0.01" / "history.csv"
+    deadline = time.monotonic() + 240
+    while not history.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+    assert history.exists(), "no task started training in time"
+    return process
+
+
 def rows(sweep_dir: Path) -> dict[str, dict[str, str]]:
     with open(sweep_dir / "results.csv", encoding="utf-8") as fh:
         return {r["run"]: r for r in csv.DictReader(fh)}
@@ -103,15 +118,7 @@ def test_ctrl_c_cancels_ray_tasks_and_the_sweep_resumes(
                                  "data.val_size": 100, "data.test_size": 100,
                                  "train.epochs": 30, "train.verbose": 0,
                                  "train.batch_size": 8})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
-         "--backend", "ray"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    history = tmp_path / "sweep" / "001-learning_rate=0.01" / "history.csv"
-    deadline = time.monotonic() + 240
-    while not history.exists() and time.monotonic() < deadline:  # a task is training
-        time.sleep(0.2)
-    assert history.exists(), "no task started training in time"
+    process = ray_sweep_training(sweep_file, tmp_path)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=120)  # cancelled: not 30 epochs later
     assert process.returncode == 130, stdout + stderr
@@ -194,15 +201,7 @@ def test_a_ray_worker_killed_mid_run_is_recorded_and_retried(
                                  "data.train_size": 1000, "data.val_size": 100,
                                  "data.test_size": 100, "train.epochs": 6,
                                  "train.verbose": 0, "train.batch_size": 8})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
-         "--backend", "ray"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
-    history = tmp_path / "sweep" / "001-learning_rate=0.01" / "history.csv"
-    deadline = time.monotonic() + 240
-    while not history.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert history.exists(), "the task never started training"
+    process = ray_sweep_training(sweep_file, tmp_path)
     workers = subprocess.run(["pgrep", "-f", "ray::train_task"], capture_output=True,
                              text=True).stdout.split()
     assert len(workers) == 1
