@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -24,7 +25,10 @@ SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.
 
 
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"cnnlab: error: {message}", err=True)
+    """One line on stderr, whatever the message holds (a key with a line break, say)."""
+    one_line = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]",
+                      lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
+    click.echo(f"cnnlab: error: {one_line}", err=True)
     sys.exit(code)
 
 

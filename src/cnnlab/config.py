@@ -14,6 +14,7 @@ import copy
 import dataclasses
 import difflib
 import re
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,14 +47,20 @@ def _allowing(allowed: str) -> Callable[[Check], Check]:
     return attach
 
 
-def _int(minimum: int = 0) -> Check:
-    @_allowing(f"an integer >= {minimum}")
+def _int(minimum: int = 0, maximum: int | None = None) -> Check:
+    allowed = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+
+    @_allowing(allowed)
     def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise ValueError(check.allowed)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum or (
+                maximum is not None and v > maximum):
+            raise ValueError(allowed)
         return v
 
     return check
+
+
+MAX_SEED = 2**32 - 1  # numpy and scikit-learn take seeds up to this
 
 
 def _float(low: float, high: float | None = None, high_inclusive: bool = False) -> Check:
@@ -177,6 +184,16 @@ def _per_conv(inner: Check, allowed: str) -> Check:
     return check
 
 
+_SHOWN = reprlib.Repr()
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlevel = 60, 60, 3
+
+
+def shown(value: Any) -> str:
+    """A value as an error message shows it: its repr, shortened (bounded work even for a
+    YAML alias bomb)."""
+    return _SHOWN.repr(value)
+
+
 def setting(default: Any, check: Check, meaning: str) -> Any:
     """A config key: its default, its check and what it means, defined in one place."""
     return field(default=default, metadata={"check": check, "meaning": meaning})
@@ -208,7 +225,7 @@ class DataConfig:
         None, _optional(_choice(1, 3, 4)),
         "imagefolder: 1, 3 or 4; null takes the first image's")
     split_seed: int | None = setting(
-        None, _optional(_int(0)),
+        None, _optional(_int(0, MAX_SEED)),
         "seeds the train/validation/test draw; null: the config's seed (sweep repeats fix it "
         "so every repeat sees the same split)")
     download: bool = setting(True, _bool, "cifar10: try Keras' download when no local copy "
@@ -364,7 +381,7 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig,
 class Config:
     name: str = setting("run", _name, "run name (default: the config file's name), used in "
                         "the run folder's name and plot titles")
-    seed: int = setting(0, _int(0), "seeds weights, shuffling, augmentation and (unless "
+    seed: int = setting(0, _int(0, MAX_SEED), "seeds weights, shuffling, augmentation and (unless "
                         "data.split_seed is set) the train/validation/test draw")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -443,7 +460,7 @@ def _check_keys(raw: Mapping[str, Any], origin: str) -> None:
                 continue
             if not isinstance(value, Mapping):
                 raise ConfigError(
-                    f"{origin}: '{key}' must be a mapping of keys, got {value!r}; "
+                    f"{origin}: '{key}' must be a mapping of keys, got {shown(value)}; "
                     f"write e.g. '{key}:' followed by indented 'key: value' lines"
                 )
             for sub in value:
@@ -473,7 +490,7 @@ def _validate_section(section: str, values: Mapping[str, Any]) -> dict[str, Any]
         try:
             cleaned[key] = SCHEMA[section][key](value)
         except ValueError as allowed:
-            raise ConfigError(f"{dotted}: got {value!r}; expected {allowed}") from None
+            raise ConfigError(f"{dotted}: got {shown(value)}; expected {allowed}") from None
     return cleaned
 
 
@@ -550,7 +567,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(
-            f"--set {key}: cannot read value {value_text!r} as YAML ({problem})"
+            f"--set {key}: cannot read value {shown(value_text)} as YAML ({problem})"
         ) from None
     return key, value
 
@@ -559,7 +576,8 @@ def check_key(key: Any, where: str) -> str:
     """``key`` if it is a dotted config key (``train.epochs``, ``seed``); else ConfigError
     with a "did you mean" hint."""
     if not isinstance(key, str):
-        raise ConfigError(f"{where}: key {key!r} is not a dotted config key like train.epochs")
+        raise ConfigError(f"{where}: key {shown(key)} is not a dotted config key like "
+                          "train.epochs")
     section, _, leaf = key.rpartition(".")
     if key in SCHEMA[""] or (section in SECTIONS and leaf in SCHEMA[section]):
         return key
@@ -574,7 +592,7 @@ def check_name(value: Any, where: str) -> str:
     try:
         return _name(value)
     except ValueError as allowed:
-        raise ConfigError(f"{where}: got {value!r}; expected {allowed}") from None
+        raise ConfigError(f"{where}: got {shown(value)}; expected {allowed}") from None
 
 
 def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any],
@@ -589,6 +607,9 @@ def overrides_to_dict(overrides: Iterable[str] | Mapping[str, Any],
         target = nested
         for part in parts[:-1]:
             target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{where} {key}: '{part}' was set to {shown(target)} by an "
+                                  f"earlier {where}; set keys of a section, not the section")
         target[parts[-1]] = value
     return nested
 
@@ -619,6 +640,9 @@ def read_yaml(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as "
+                          "UTF-8 YAML") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -285,6 +285,9 @@ def load_dataset(cfg: DataConfig, seed: int = 0, log: Log = print) -> Dataset:
     if cfg.source == "cifar10" and raw.x_train.shape[1:] != CIFAR10_SHAPE:
         raise DataError(f"{located.path}: images are {raw.x_train.shape[1:]}, not 32x32x3 "
                         "CIFAR-10; use data.source imagefolder for other images")
+    if len(raw.class_names) < 2:
+        raise DataError(f"{located.path}: holds one class only ({', '.join(raw.class_names)}); "
+                        "a classifier needs at least two class folders")
     sample_note = " (bundled sample)" if located.is_sample else ""
     try:
         train_idx, val_idx, test_idx = split_indices(raw.y_train, raw.y_test, cfg, seed)

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import (
+    SCHEMA,
     SECTIONS,
     Config,
     check_key,
@@ -45,6 +46,7 @@ from cnnlab.config import (
     read_yaml,
     resolve_config_path,
     resolve_path,
+    shown,
 )
 from cnnlab.errors import ConfigError
 
@@ -151,7 +153,7 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                               "edit the sweep's axes/variants")
     select_by = raw.get("select_by", "best_val_accuracy")
     if select_by not in SELECT_BY:
-        raise ConfigError(f"{origin}: select_by: got {select_by!r}; expected one of "
+        raise ConfigError(f"{origin}: select_by: got {shown(select_by)}; expected one of "
                           + ", ".join(SELECT_BY))
     common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
     count = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
@@ -165,7 +167,7 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
 
 def _repeats(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}: repeats: got {value!r}; expected a whole number >= 1 "
+        raise ConfigError(f"{where}: repeats: got {shown(value)}; expected a whole number >= 1 "
                           "(the seeds each arm is trained with)")
     return value
 
@@ -189,7 +191,7 @@ def _base(value: Any, origin: str, base_dir: Path) -> dict[str, Any]:
             resolve_config_path(value)
         raw, where = read_yaml(path) or {}, str(path)
     else:
-        raise ConfigError(f"{origin}: base: got {value!r}; expected a config path, a built-in "
+        raise ConfigError(f"{origin}: base: got {shown(value)}; expected a config path, a built-in "
                           "config name or an inline mapping of config keys")
     config_from_dict(raw, where)  # one-line error naming the base if it is invalid
     return dict(raw)
@@ -206,7 +208,7 @@ def _dotted(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: got {value!r}; expected a mapping of key: value, "
+        raise ConfigError(f"{where}: got {shown(value)}; expected a mapping of key: value, "
                           "e.g. {train.optimizer: adam}")
     flat: dict[str, Any] = {}
     for key, item in value.items():
@@ -223,7 +225,7 @@ def _axes(value: Any, origin: str) -> dict[str, list[Any]]:
     axes = _dotted(value, f"{origin}: axes")
     for key, values in axes.items():
         if not isinstance(values, list):
-            raise ConfigError(f"{origin}: axes: {key}: got {values!r}; expected a list of "
+            raise ConfigError(f"{origin}: axes: {key}: got {shown(values)}; expected a list of "
                               f"values, e.g. {key}: [a, b]")
         if not values:
             raise ConfigError(f"{origin}: axes: {key} is empty; give at least one value")
@@ -239,7 +241,7 @@ def _variants(value: Any, origin: str) -> dict[str, dict[str, Any]]:
     variants = {}
     for name, overrides in value.items():
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ConfigError(f"{origin}: variants: name {name!r}; use letters, digits, "
+            raise ConfigError(f"{origin}: variants: name {shown(name)}; use letters, digits, "
                               "'-', '_' or '.'")
         variants[name] = _dotted(overrides, f"{origin}: variants: {name}")
     return variants
@@ -256,7 +258,11 @@ def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
     arms = [(variant, {**overrides, **combo}, ([variant] if variant else [])
              + [f"{short[k]}={_fmt(v)}" for k, v in combo.items()])
             for variant, overrides in variant_items for combo in combos]
-    base_seed = int(common.get("seed", 0))
+    try:
+        base_seed = SCHEMA[""]["seed"](common.get("seed", 0))
+    except ValueError as allowed:
+        raise ConfigError(f"{origin}: seed: got {shown(common.get('seed'))}; expected "
+                          f"{allowed}") from None
     index = 0
     for number, (variant, overrides, parts) in enumerate(arms, start=1):
         arm = _safe(f"{number:03d}-" + "-".join(parts))
