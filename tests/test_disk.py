@@ -85,3 +85,14 @@ def test_a_disk_that_fills_up_during_training_then_resume(
     run = runs.read_run(out)
     assert run.metrics["status"] == "finished" and run.metrics["epochs_run"] == 4
     assert [int(r["epoch"]) for r in run.history] == [1, 2, 3, 4]
+
+
+def test_a_read_only_output_disk_is_one_line(small_disk: Path, sample_archive: Path,
+                                             cache_dir: Path) -> None:
+    remount = subprocess.run(["mount", "-o", "remount,ro", str(small_disk)],
+                             capture_output=True, text=True)
+    assert remount.returncode == 0, remount.stderr
+    proc = train(small_disk / "run", sample_archive, cache_dir)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    one_line_error(stderr, str(small_disk / "run"), "Read-only file system")
