@@ -136,8 +136,11 @@ def test_failed_run_is_recorded_and_redone_by_a_resume(tmp_path: Path, small_arc
     assert list(blocker.glob("*.npz")), "the redone run cached its data in the new folder"
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_stops_a_sweep_and_keeps_finished_runs(tmp_path: Path, sample_archive: Path,
-                                                      cache_dir: Path) -> None:
+                                                      cache_dir: Path, signum: int,
+                                                      code: int) -> None:
+    """Ctrl-C, and SIGTERM (what kill, timeout and Slurm send), alike."""
     path = write_sweep(tmp_path / "three.yaml", {
         "base": "baseline", "set": tiny_sets(sample_archive, cache_dir),
         "axes": {"train.epochs": [1, 60, 1]}})
@@ -156,13 +159,13 @@ def test_ctrl_c_stops_a_sweep_and_keeps_finished_runs(tmp_path: Path, sample_arc
             time.sleep(0.05)
         assert (first / "metrics.json").exists() and process.poll() is None
         finished = (first / "metrics.json").stat().st_mtime_ns
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, (stdout, stderr)
+    assert process.returncode == code, (stdout, stderr)
     one_line_error(stderr, "sweep interrupted; finished runs are kept in", f"--out {out}")
     assert (first / "metrics.json").stat().st_mtime_ns == finished
     assert json.loads((first / "metrics.json").read_text())["status"] == "finished"
