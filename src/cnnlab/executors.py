@@ -123,7 +123,7 @@ class _Worker:
             return self.pool.submit(_worker_train, run.config, str(run_dir))
         except BrokenProcessPool:  # the worker died (killed, out of memory): a new one
             self.pool = self._new_pool(multiprocessing.get_context("spawn"))
-            return self.pool.submit(_worker_train, run.config, str(run_dir))
+        return self.pool.submit(_worker_train, run.config, str(run_dir))
 
     def _read_queue(self) -> None:
         for kind, key, text in iter(self.queue.get, None):

@@ -166,8 +166,8 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
                    "best, ours": _metric(best_run, "trainable_params"),
                    "best, report": reference["best_params"]},
         "best": {} if best is None else {
-            "best validation accuracy, mean (95 % CI)": _with_interval(best, "best_val_accuracy"),
-            "test accuracy, mean (95 % CI)": _with_interval(best, "test_accuracy"),
+            "best validation accuracy, mean (95 % CI)": verdicts.mean_ci(best, "best_val_accuracy"),
+            "test accuracy, mean (95 % CI)": verdicts.mean_ci(best, "test_accuracy"),
             "runs": best["n"]},
         "overfitting": {"over-fitting starts, report": f"epoch {reference['overfit_epoch']}",
                         "over-fitting starts, ours (best model)": (
@@ -178,11 +178,6 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
 
 def _metric(run_dir: Path | None, key: str) -> Any:
     return runs.read_run(run_dir).metrics.get(key) if run_dir else None
-
-
-def _with_interval(row: dict[str, Any], metric: str) -> str:
-    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    return f"{row[f'{metric}_mean']:.3f}" + ("" if low is None else f" ({low:.3f}-{high:.3f})")
 
 
 def _first_finished(sweep_dir: Path) -> Path | None:

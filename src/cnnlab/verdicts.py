@@ -26,7 +26,8 @@ def _best(summary: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return next(r for r in summary if r["rank"] == 1)
 
 
-def _mean(row: dict[str, Any], metric: str) -> str:
+def mean_ci(row: dict[str, Any], metric: str) -> str:
+    """``0.458 [0.440, 0.477]``: a summary row's mean and 95 % interval (if any)."""
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
     return f"{row[f'{metric}_mean']:.3f}{interval}"
@@ -38,9 +39,9 @@ def rises_then_falls(summary: Sequence[dict[str, Any]]) -> Verdict:
                   key=lambda r: r["train.batch_size"])
     best, ends = _best(summary), (arms[0], arms[-1])
     evidence = (f"best mean validation accuracy at batch {best['train.batch_size']} "
-                f"({_mean(best, 'best_val_accuracy')}); batch {ends[0]['train.batch_size']}: "
-                f"{_mean(ends[0], 'best_val_accuracy')}, batch {ends[1]['train.batch_size']}: "
-                f"{_mean(ends[1], 'best_val_accuracy')}")
+                f"({mean_ci(best, 'best_val_accuracy')}); batch {ends[0]['train.batch_size']}: "
+                f"{mean_ci(ends[0], 'best_val_accuracy')}, batch {ends[1]['train.batch_size']}: "
+                f"{mean_ci(ends[1], 'best_val_accuracy')}")
     interior = best not in ends
     worse_ends = all(e["tied_with_best"] is False for e in ends if e is not best)
     if interior and worse_ends:
@@ -75,8 +76,8 @@ def step_and_epoch_time(summary: Sequence[dict[str, Any]]) -> Verdict:
     verdict = (HOLDS if step_up and epoch_down else
                FAILS if step_up is False or epoch_down is False else UNCLEAR)
     evidence = (f"batch {small['train.batch_size']} → {large['train.batch_size']}: "
-                f"{_mean(small, 'ms_per_step')} → {_mean(large, 'ms_per_step')} ms/step, "
-                f"{_mean(small, 's_per_epoch')} → {_mean(large, 's_per_epoch')} s/epoch")
+                f"{mean_ci(small, 'ms_per_step')} → {mean_ci(large, 'ms_per_step')} ms/step, "
+                f"{mean_ci(small, 's_per_epoch')} → {mean_ci(large, 's_per_epoch')} s/epoch")
     return Verdict("3", "Step time grows with the batch size, epoch time falls", verdict,
                    evidence)
 
@@ -89,8 +90,8 @@ def arm_is_best(summary: Sequence[dict[str, Any]], arm_matches: Any, section: st
     if claimed is None or claimed["rank"] is None:
         return Verdict(section, claim, UNCLEAR, "the claimed arm did not finish")
     others = [r for r in summary if r is not best and r["rank"] is not None]
-    evidence = (f"claimed {claimed['arm']}: {_mean(claimed, 'best_val_accuracy')}; best "
-                f"{best['arm']}: {_mean(best, 'best_val_accuracy')}")
+    evidence = (f"claimed {claimed['arm']}: {mean_ci(claimed, 'best_val_accuracy')}; best "
+                f"{best['arm']}: {mean_ci(best, 'best_val_accuracy')}")
     if claimed is best:
         verdict = HOLDS if all(r["tied_with_best"] is False for r in others) else UNCLEAR
     else:
