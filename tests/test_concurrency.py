@@ -31,7 +31,7 @@ def test_two_runs_decode_the_same_data_into_one_cache_at_once(tmp_path: Path,
     for process in (first, second):
         _, stderr = process.communicate(timeout=300)
         assert process.returncode == 0, stderr
-    assert [p.suffix for p in cache.iterdir()] == [".npz"]  # one entry, no temporary left
+    assert [p.suffix for p in cache.iterdir()] == [".arrays"]  # one entry, no temporary left
     a, b = runs.read_run(tmp_path / "a"), runs.read_run(tmp_path / "b")
     assert a.metrics["data"]["fingerprint"] == b.metrics["data"]["fingerprint"]
     assert a.history[0]["loss"] == b.history[0]["loss"]  # the same data, the same seed

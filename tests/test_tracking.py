@@ -65,6 +65,32 @@ def test_sweep_runs_write_tensorboard_epochs_and_hparams(
         assert final["best_val_accuracy"] == pytest.approx(metrics["best_val_accuracy"])
 
 
+WRITE_WITHOUT_TF = """
+import sys
+from pathlib import Path
+import cnnlab.hparams, cnnlab.sweep
+from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+cnnlab.hparams._write_events(Path(sys.argv[1]), [
+    (0, hparams_pb({"train.batch_size": 32}, trial_id="s/001")),
+    (3, scalar_pb("test_loss", 1.5))])
+print("tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+def test_sweep_hparams_are_written_without_importing_tensorflow(tmp_path: Path) -> None:
+    """A sweep's main process trains nothing: importing cnnlab.sweep and cnnlab.hparams and
+    writing an HParams event file (in a fresh process) loads neither TensorFlow nor Keras."""
+    result = subprocess.run([sys.executable, "-c", WRITE_WITHOUT_TF, str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"], result.stdout + result.stderr
+    steps = {v.tag: (e.step, v) for e in events(tmp_path) for v in e.summary.value}
+    assert steps["test_loss"][0] == 3
+    assert tf.make_ndarray(steps["test_loss"][1].tensor) == pytest.approx(1.5)
+    assert "_hparams_/session_start_info" in steps
+
+
 def test_mlflow_logs_params_epochs_timing_and_artifacts(tiny_config, tmp_path: Path) -> None:
     mlflow = pytest.importorskip("mlflow")
     from cnnlab.training import train

@@ -19,7 +19,7 @@ import click
 
 from cnnlab import __version__
 from cnnlab.config import load_config, reference
-from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.errors import CnnlabError, ConfigError, Interrupted
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -150,6 +150,22 @@ def _run_or_latest(run_dir: str | None) -> str:
     return str(latest)
 
 
+class JobsType(click.ParamType):
+    """``--jobs``: a positive number of runs, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r}: give a number of runs (1, 2, ...) or auto", param, ctx)
+
+
+JOBS = JobsType()
 TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
 
 
@@ -298,6 +314,9 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
 @click.option("--repeats", type=int, default=None, metavar="N",
               help="Train each arm N times (seeds s..s+N-1, the same split); default: the "
                    "sweep file's repeats, else 1.")
+@click.option("--trials", type=int, default=None, metavar="N",
+              help="A search (search: in the sweep file): trials in all, instead of the "
+                   "file's search.trials; the same --out with more trials continues it.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: one run after another in this process; ray: each run a Ray task "
@@ -308,24 +327,33 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               show_default=True, help="CPUs Ray reserves for each run.")
 @click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0,
               show_default=True, help="GPUs Ray reserves for each run.")
+@click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
+              metavar="N|auto",
+              help="local: runs trained at once, each in a worker process (default from "
+                   "$CNNLAB_JOBS); auto packs them onto the cores by the threads each uses "
+                   "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | None,
+                  repeats: int | None, trials: int | None,
                   backend: str, address: str | None, cpus_per_run: float,
-                  gpus_per_run: float) -> None:
+                  gpus_per_run: float, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
-    regularization, grid).
+    regularization, grid, search).
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
     from cnnlab.sweep_spec import describe, load_sweep
 
-    spec = load_sweep(sweep, overrides, repeats)
+    spec = load_sweep(sweep, overrides, repeats, trials)
     if dry_run:
         click.echo(describe(spec))
         return
     options = None
     if backend == "ray":
+        source = click.get_current_context().get_parameter_source("jobs")
+        if jobs != 1 and source == click.core.ParameterSource.COMMANDLINE:
+            raise ConfigError("--jobs is for --backend local; Ray trains as many runs at "
+                                   "once as its CPUs allow (see --cpus-per-run)")
         from cnnlab.ray_executor import RayOptions, check_reachable, import_ray
 
         import_ray(address)  # one-line error naming the extra, before any folder is made
@@ -334,7 +362,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
         options = RayOptions(address, cpus_per_run, gpus_per_run)
     from cnnlab.sweep import run_sweep
 
-    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options)
+    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)
 
 
 @main.command()
@@ -348,8 +376,11 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
                    "folder again to resume.")
 @click.option("--dry-run", is_flag=True,
               help="List every run and estimate the total time on this machine; train nothing.")
+@click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
+              metavar="N|auto", help="Runs trained at once, as for cnnlab sweep.")
 @reports_errors
-def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run: bool) -> None:
+def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run: bool,
+              jobs: int | str) -> None:
     """Run the whole reference study (every section of the report) and write one report
     page with a verdict on each of its claims.
 
@@ -361,7 +392,7 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
     if dry_run:
         study.dry_run(plan, log=click.echo)
         return
-    study.run(plan, out, log=click.echo)
+    study.run(plan, out, log=click.echo, jobs=jobs)
 
 
 @main.command()

@@ -12,7 +12,9 @@ line and recorded, never silently.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,27 +226,70 @@ def _read(path: Path, source: str, cfg: DataConfig) -> tuple[RawData, str]:
 
 
 def read_cached(path: Path, cfg: DataConfig, log: Log = print) -> tuple[RawData, str, str]:
-    """Decoded data, its format and fingerprint; decoding is cached by content fingerprint."""
-    fp = readers.fingerprint(path)
+    """Decoded data, its format and fingerprint; decoding is cached by content fingerprint.
+
+    The cache is a folder of ``.npy`` arrays read memory-mapped: processes training at
+    the same time share one copy in the page cache, and a run reads only the images its
+    split draws."""
+    fp = _fingerprint(path)
     options = f"{cfg.source}-{cfg.image_size}-{cfg.channels}-v{CACHE_VERSION}"
     key = hashlib.sha256(f"{fp}|{options}".encode()).hexdigest()[:24]
-    cache_file = _cache_root(cfg) / f"{key}.npz"
-    if cfg.cache and cache_file.exists():
+    cache = _cache_root(cfg) / f"{key}.arrays"
+    if cfg.cache and cache.is_dir():
         try:
-            with np.load(cache_file, allow_pickle=False) as z:
-                raw = RawData(z["x_train"], z["y_train"], z["x_test"], z["y_test"],
-                              tuple(str(c) for c in z["class_names"]))
-                return raw, str(z["format"]), fp
+            return _read_arrays(cache), json.loads((cache / "meta.json").read_text())[
+                "format"], fp
         except (OSError, ValueError, KeyError):
-            log(f"data cache {cache_file} unreadable; decoding again")
+            log(f"data cache {cache} unreadable; decoding again")
     raw, fmt = _read(path, cfg.source, cfg)
     if cfg.cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
-        np.savez(tmp, x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test,
-                 y_test=raw.y_test, class_names=np.array(raw.class_names), format=fmt)
-        os.replace(tmp, cache_file)
+        _write_arrays(cache, raw, fmt)
     return raw, fmt, fp
+
+
+_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def _read_arrays(folder: Path) -> RawData:
+    # plain ndarray views of the mapped files: they behave (and pickle) as arrays read
+    arrays = [np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False).view(
+        np.ndarray) for name in _ARRAYS]
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    return RawData(*arrays, tuple(meta["class_names"]))
+
+
+def _write_arrays(folder: Path, raw: RawData, fmt: str) -> None:
+    """Write into a temporary folder, then rename it: readers see all of it or none; when
+    another process won the race, its copy is kept."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    for name in _ARRAYS:
+        np.save(tmp / f"{name}.npy", getattr(raw, name), allow_pickle=False)
+    (tmp / "meta.json").write_text(json.dumps(
+        {"class_names": list(raw.class_names), "format": fmt}), encoding="utf-8")
+    if folder.is_dir():  # a damaged copy (read failed above) or another process's
+        shutil.rmtree(folder, ignore_errors=True)
+    try:
+        os.rename(tmp, folder)
+    except OSError:  # another process renamed its copy in between
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+_FINGERPRINTS: dict[tuple[str, int, int, int], str] = {}
+
+
+def _fingerprint(path: Path) -> str:
+    """readers.fingerprint, remembered for a file whose size and modification time are
+    unchanged (a process training many runs hashes its data file once)."""
+    if not path.is_file():
+        return readers.fingerprint(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS[key] = readers.fingerprint(path)
+    return _FINGERPRINTS[key]
 
 
 def locate(cfg: DataConfig, log: Log = print) -> Located:

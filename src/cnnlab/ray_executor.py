@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab import data, runtime
+from cnnlab import executors, runtime
 from cnnlab.config import Config
-from cnnlab.errors import CnnlabError, DataError
+from cnnlab.errors import CnnlabError
 from cnnlab.sweep_spec import SweepRun
 
 Log = Callable[[str], None]
@@ -62,13 +62,21 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, planned: Sequence[SweepRun], options: RayOptions, log: Log):
+    def __init__(self, planned: Sequence[SweepRun], options: RayOptions, log: Log,
+                 configs: Sequence[Config] | None = None):
+        """``configs``: the data of runs not known yet (a search's trials), which then go
+        as many at once as this machine's CPUs allow at ``cpus_per_run`` each."""
         self.ray = import_ray(options.address)
         self.planned, self.options, self.log = planned, options, log
-        self.slots = max(1, len(planned))
+        self.configs = [r.config for r in planned] if configs is None else list(configs)
+        self.slots = max(1, len(planned) if configs is None
+                         else int((os.cpu_count() or 1) / options.cpus_per_run))
         self.started: bool | None = None  # None: not yet; True: this executor started Ray
         self.in_flight: dict[Any, Future[None]] = {}
         self.task: Any = None
+
+    def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
+        return len(busy) < self.slots
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         if self.started is None:
@@ -77,7 +85,7 @@ class RayExecutor:
         # separate workers per environment
         env = {**forwarded_env(), **runtime.environment(runtime.wanted(run.config.train))}
         ref = self.task.options(runtime_env={"env_vars": env}).remote(
-            run.config, str(run_dir.resolve()), run.id, os.getcwd(), self.options.cpus_per_run)
+            run, str(run_dir.resolve()), os.getcwd(), self.options.cpus_per_run)
         future: Future[None] = Future()
         self.in_flight[ref] = future
         ref.future().add_done_callback(lambda done: self._settle(ref, done))
@@ -92,12 +100,13 @@ class RayExecutor:
             future.set_exception(_unwrap(error))
 
     def _start(self) -> None:
-        _warm_cache([r.config for r in self.planned], self.log)
+        executors.warm_cache(self.configs, self.log)
         self.started = _init(self.ray, self.options, self.log)
         self.task = self.ray.remote(num_cpus=self.options.cpus_per_run,
                                     num_gpus=self.options.gpus_per_run,
                                     max_retries=0)(train_task)  # the runner retries
-        self.log(f"ray: {len(self.planned)} runs to train ({self.options.cpus_per_run:g} CPU, "
+        self.log(f"ray: {len(self.planned) or 'the'} runs to train "
+                 f"({self.options.cpus_per_run:g} CPU, "
                  f"{self.options.gpus_per_run:g} GPU each)")
 
     def close(self, cancel: bool = False) -> None:
@@ -116,20 +125,6 @@ def _unwrap(error: BaseException) -> BaseException:
         text = str(error).strip().splitlines()
         return RuntimeError(text[-1] if text else type(error).__name__)
     return error
-
-
-def _warm_cache(configs: Sequence[Config], log: Log) -> None:
-    """Decode each distinct data set once on the driver, so workers only read the cache. A
-    data set that cannot be read is left to its runs, which fail (and are recorded)."""
-    seen = set()
-    for config in configs:
-        cfg = config.data
-        if cfg.cache and cfg not in seen:
-            seen.add(cfg)
-            try:
-                data.read_cached(data.locate(cfg, log).path, cfg, log)
-            except (DataError, OSError):
-                continue
 
 
 def forwarded_env() -> dict[str, str]:
@@ -180,12 +175,10 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
                           f"--port={port}, or give its address") from None
 
 
-def train_task(config: Config, run_dir: str, run_id: str, cwd: str, cpus: float) -> None:
+def train_task(run: SweepRun, run_dir: str, cwd: str, cpus: float) -> None:
     """Runs on a worker: train one run into ``run_dir``."""
     if os.path.isdir(cwd):
         os.chdir(cwd)  # relative data paths and outputs/ resolve as on the driver
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cpus))))
-    from cnnlab import executors
-
-    executors.train_run(config, Path(run_dir),
-                        lambda line: print(f"    {run_id}: {line}", flush=True))  # Ray shows it
+    executors.train_run(run, Path(run_dir),
+                        lambda line: print(f"    {run.id}: {line}", flush=True))  # Ray shows it

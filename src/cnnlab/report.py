@@ -107,7 +107,7 @@ def _images(paths: Iterable[Path], root: Path) -> str:
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
     skip = {"data", "environment", "confusion_matrix", "timing_note", "per_class",
-            "most_confused"}
+            "most_confused", "phases"}
     shown = {k: v for k, v in metrics.items() if k not in skip}
     note = metrics.get("timing_note")
     return key_values(shown) + (f'<p class="note">{esc(note)}</p>' if note else "")
@@ -149,6 +149,7 @@ def run_page(run: runs.Run) -> str:
         ("Figures", f'<div class="pair">{figures}</div>{others}' if figures else others),
         ("Per class on the test set", per_class_table(run.metrics)),
         ("History and timing per epoch", _history_table(run.history)),
+        ("Time per phase of the run (s)", key_values(run.metrics.get("phases", {}))),
         ("Activation maps", maps),
         ("Config", _pre(root / runs.CONFIG_FILE)),
         ("Data", key_values(run.metrics.get("data", {}))),
@@ -266,6 +267,14 @@ def write_report(path: str | Path, log: Log = print) -> Path:
         text = run_page(runs.read_run(folder))
     target = folder / REPORT_NAME
     runs.write_atomic(target, text)
+    return target
+
+
+def write_run_page(run: runs.Run) -> Path:
+    """``report.html`` of a run from its record in memory (before metrics.json is
+    written, which marks the run finished)."""
+    target = run.path / REPORT_NAME
+    runs.write_atomic(target, run_page(run))
     return target
 
 

@@ -121,15 +121,16 @@ def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path)
 
 
 def run(study: Study, out: str | Path | None = None, log: Log = print,
-        outputs_root: str | Path = "outputs") -> Path:
-    """Run (or resume) every sweep of the study, then judge and write the report."""
+        outputs_root: str | Path = "outputs", jobs: int | str = 1) -> Path:
+    """Run (or resume) every sweep of the study, then judge and write the report;
+    ``jobs`` as in :func:`cnnlab.sweep.run_sweep`."""
     from cnnlab import sweep as sweeps
 
     root = study_folder(study, out, outputs_root)
     runs.write_atomic(root / PLAN_FILE, yaml.safe_dump(study.record(), sort_keys=False))
     for number, sweep in enumerate(study.sweeps, start=1):
         log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
-        sweeps.run_sweep(sweep, root / sweep.name, log=log)
+        sweeps.run_sweep(sweep, root / sweep.name, log=log, jobs=jobs)
     finish(study, root, log)
     return root
 

@@ -141,7 +141,9 @@ def sweep_rows(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"run": run.id, "arm": run.arm, "repeat": run.repeat}
         if sweep.variants:
             row["variant"] = run.variant
-        row.update({key: _cell(dotted_get(config, key)) for key in sweep.varying})
+        # a search's invalid sample keeps its values in overrides (its config is the base)
+        row.update({key: _cell(run.overrides[key] if sweep.search and key in run.overrides
+                               else dotted_get(config, key)) for key in sweep.varying})
         row.update(metrics_row(sweep_dir / run.id))
         row["run_dir"] = run.id
         rows.append(row)

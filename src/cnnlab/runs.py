@@ -72,11 +72,12 @@ class Status(enum.StrEnum):
     FINISHED = "finished"
     EARLY_STOPPED = "early_stopped"
     DIVERGED = "diverged"
+    PRUNED = "pruned"  # a search's trial stopped by its pruner
 
     @property
     def finished(self) -> bool:
         """Training ended and metrics.json was written."""
-        return self in (Status.FINISHED, Status.EARLY_STOPPED, Status.DIVERGED)
+        return self in (Status.FINISHED, Status.EARLY_STOPPED, Status.DIVERGED, Status.PRUNED)
 
     @property
     def ranked(self) -> bool:

@@ -12,7 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cnnlab import executors, findings, report, results, runs, sweep_plots, sweep_runner
+from cnnlab import (
+    executors,
+    findings,
+    hparams,
+    report,
+    results,
+    runs,
+    search,
+    search_plots,
+    sweep_plots,
+    sweep_runner,
+)
+from cnnlab.config import Config, config_from_dict
 from cnnlab.ray_executor import RayExecutor, RayOptions
 from cnnlab.sweep_spec import (
     Sweep,
@@ -32,27 +44,66 @@ __all__ = ["BACKENDS", "Sweep", "SweepRun", "builtin_sweeps", "describe", "finis
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
               outputs_root: str | Path = "outputs", backend: str = "local",
-              backend_options: RayOptions | None = None) -> Path:
+              backend_options: RayOptions | None = None, jobs: int | str = 1) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
     are; partial folders (a killed or failed run) are cleared and the run is redone.
+    ``jobs`` (local backend): runs trained at once, a number or ``auto``
+    (:func:`cnnlab.executors.jobs_for`).
     """
+    asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
+    configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
+        r.config for r in sweep.runs]
+    at_once, cores = executors.jobs_for(jobs, configs) if backend == "local" else (1, None)
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
-        todo = sweep_runner.pending(sweep, sweep_dir)
-        done = len(sweep.runs) - len(todo)
-        log(f"sweep {sweep.name}: {len(sweep.runs)} runs -> {sweep_dir}"
-            + (f" (resuming: {done} finished earlier, kept)" if done else ""))
-        executor = (RayExecutor(todo, backend_options or RayOptions(), log)
-                    if backend == "ray" else executors.local(todo))
+        source = (search.Trials(sweep, sweep_dir, log) if asks
+                  else sweep_runner.Plan(sweep, sweep_dir))
+        done = sum(runs.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
+        log(f"sweep {sweep.name}: {source.total} {'trials' if asks else 'runs'} -> "
+            f"{sweep_dir}" + (f" (resuming: {done} finished earlier, kept)" if done else ""))
+        if jobs != 1:
+            log(executors.describe_jobs(jobs, at_once, cores, configs))
+        executor = _executor(source, backend, backend_options, at_once, cores, log,
+                             configs[0] if asks else None)
         try:
-            sweep_runner.run(sweep, sweep_dir, executor, log)
+            sweep_runner.run(sweep, sweep_dir, executor, log, source)
         except BaseException:
             executor.close(cancel=True)
             raise
         executor.close()
-        finish(sweep, sweep_dir, log)
+        finish(source.sweep, sweep_dir, log)
+        if asks:
+            write_search_figures(source, sweep_dir, log)
     return sweep_dir
+
+
+def _executor(source: sweep_runner.Source, backend: str, options: RayOptions | None,
+              at_once: int, cores: int | None, log: Log, unplanned: Config | None
+              ) -> sweep_runner.Executor:
+    todo = [r for r in source.sweep.runs if isinstance(source, sweep_runner.Plan)
+            and r in source.queue]
+    if backend == "ray":
+        return RayExecutor(todo, options or RayOptions(), log,
+                           configs=[unplanned] if unplanned else None)
+    return executors.local(todo, at_once, cores, log=log, unplanned=unplanned)
+
+
+def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = print) -> None:
+    """history.png and importance.png of a search, the epochs pruning saved, and the
+    sweep page again with them."""
+    spec = trials.base.search
+    points = search.history_points(trials.study)
+    title = f"sweep {trials.base.name}"
+    search_plots.plot_history(points, spec.metric, spec.direction == "maximize",
+                              sweep_dir / "history.png", title)
+    found = search.importances(trials.study, spec.seed)
+    if found:
+        complete = sum(state == "complete" for _, _, state in points)
+        search_plots.plot_importance(found, "fANOVA", complete, sweep_dir / "importance.png",
+                                     title)
+    log(search.pruning_summary(trials, sweep_dir))
+    report.try_write_report(sweep_dir, log)
 
 
 def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
@@ -77,6 +128,4 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
     log(f"results: {sweep_dir / runs.RESULTS_FILE}, {runs.SUMMARY_CSV_FILE}, "
         f"{runs.FINDINGS_FILE}; plots: {', '.join(p.name for p in written)}")
     report.try_write_report(sweep_dir, log)
-    from cnnlab import tracking  # imports TensorFlow: only after the runs chose CPU settings
-
-    tracking.write_sweep_hparams(sweep_dir, sweep.name, rows, sweep.params, log)
+    hparams.write_sweep_hparams(sweep_dir, sweep.name, rows, sweep.params, log)

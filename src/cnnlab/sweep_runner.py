@@ -23,7 +23,7 @@ import shutil
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from pathlib import Path
 from typing import IO, Protocol
@@ -32,6 +32,7 @@ import yaml
 
 from cnnlab import results, runs
 from cnnlab.errors import CnnlabError, Interrupted, RunError, SweepInterrupted, one_line
+from cnnlab.runs import Status
 from cnnlab.sweep_spec import Sweep, SweepRun, format_overrides
 
 Log = Callable[[str], None]
@@ -42,7 +43,10 @@ class Executor(Protocol):
     """Trains one run into one folder; nothing else (see :mod:`cnnlab.executors`)."""
 
     name: str  # recorded with failures
-    slots: int  # runs it trains at the same time
+    slots: int  # runs it trains at the same time, at most
+
+    def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
+        """Whether ``run`` may start now beside the runs in flight, ``busy``."""
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         """Start training ``run`` into ``run_dir``; the future fails as training did."""
@@ -56,25 +60,69 @@ def pending(sweep: Sweep, sweep_dir: Path) -> list[SweepRun]:
     return [r for r in sweep.runs if not runs.is_finished(sweep_dir / r.id)]
 
 
-def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print) -> None:
-    """Train every pending run of ``sweep`` through ``executor``."""
-    state = _Progress(sweep, sweep_dir, executor, log)
-    for planned in sweep.runs:
+class Source(Protocol):
+    """Where the runner takes its runs from: a fixed plan (:class:`Plan`), or a search that
+    asks for one trial at a time (:class:`cnnlab.search.Trials`)."""
+
+    sweep: Sweep  # as it stands: the runs so far, for results.csv
+    total: int  # runs (or trials) in all
+
+    def next_run(self) -> SweepRun | None:
+        """The next run to train; None when there is none left to start."""
+
+    def settled(self, run: SweepRun, outcome: Status) -> None:
+        """``run`` ended for good (not retried): finished (or pruned...) or failed."""
+
+    def left(self) -> int:
+        """Runs (or trials) not ended yet, in flight included."""
+
+
+class Plan:
+    """A sweep's fixed plan: its unfinished runs, in order."""
+
+    def __init__(self, sweep: Sweep, sweep_dir: Path):
+        self.sweep, self.sweep_dir, self.total = sweep, sweep_dir, len(sweep.runs)
+        self.queue = deque(pending(sweep, sweep_dir))
+
+    def next_run(self) -> SweepRun | None:
+        return self.queue.popleft() if self.queue else None
+
+    def settled(self, run: SweepRun, outcome: Status) -> None:
+        pass
+
+    def left(self) -> int:
+        return len(pending(self.sweep, self.sweep_dir))
+
+
+def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
+        source: Source | None = None) -> None:
+    """Train every pending run of ``sweep`` (or every run ``source`` gives) through
+    ``executor``, as many at once as it fits."""
+    source = source or Plan(sweep, sweep_dir)
+    state = _Progress(source, sweep_dir, executor, log)
+    for planned in source.sweep.runs:
         if runs.is_finished(sweep_dir / planned.id):
             log(f"{state.prefix(planned)}: finished earlier, kept")
-    queue = deque(pending(sweep, sweep_dir))
+    retry: deque[SweepRun] = deque()
     in_flight: dict[Future[None], tuple[SweepRun, float]] = {}
+    head = None
     try:
-        while queue or in_flight:
-            while queue and len(in_flight) < executor.slots:
-                planned = queue.popleft()
-                in_flight[state.submit(planned)] = (planned, time.monotonic())
+        while True:
+            head = head or (retry.popleft() if retry else source.next_run())
+            while head and executor.fits(head, [r for r, _ in in_flight.values()]):
+                in_flight[state.submit(head)] = (head, time.monotonic())
+                head = retry.popleft() if retry else source.next_run()
+            if not in_flight:
+                break
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: in_flight[f][0].index):
                 planned, start = in_flight.pop(future)
-                if state.settle(future, planned, time.monotonic() - start):
-                    queue.appendleft(planned)
-                results.write_sweep_results(sweep, sweep_dir)
+                outcome = state.settle(future, planned, time.monotonic() - start)
+                if outcome is None:
+                    retry.append(planned)
+                else:
+                    source.settled(planned, outcome)
+                results.write_sweep_results(source.sweep, sweep_dir)
     except (KeyboardInterrupt, Interrupted):
         raise SweepInterrupted(sweep_dir) from None
 
@@ -82,13 +130,13 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print) -> 
 class _Progress:
     """The runner's bookkeeping: attempts, durations, log lines, failure records."""
 
-    def __init__(self, sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log):
-        self.sweep, self.sweep_dir, self.executor, self.log = sweep, sweep_dir, executor, log
+    def __init__(self, source: Source, sweep_dir: Path, executor: Executor, log: Log):
+        self.source, self.sweep_dir, self.executor, self.log = source, sweep_dir, executor, log
         self.attempts: Counter[str] = Counter()
         self.durations: list[float] = []
 
     def prefix(self, planned: SweepRun) -> str:
-        return f"[{planned.index}/{len(self.sweep.runs)}] {planned.id}"
+        return f"[{planned.index}/{self.source.total}] {planned.id}"
 
     def submit(self, planned: SweepRun) -> Future[None]:
         run_dir = self.sweep_dir / planned.id
@@ -100,18 +148,21 @@ class _Progress:
                          "earlier attempt")
         self.log(f"{self.prefix(planned)}: {format_overrides(planned.overrides)} -- "
                  f"{self._eta()}")
+        if self.executor.slots > 1:  # runs side by side: one start and one end line each
+            return self.executor.submit(planned, run_dir, lambda line: None)
         return self.executor.submit(planned, run_dir, lambda line: self.log(f"    {line}"))
 
     def _eta(self) -> str:
-        left = len(pending(self.sweep, self.sweep_dir))
+        left = self.source.left()
         runs_left = f"{left} run{'s' if left > 1 else ''} left"
         if not self.durations:
             return f"{runs_left}, time estimate after the first one"
         seconds = statistics.mean(self.durations) * left / max(1, self.executor.slots)
         return f"{runs_left}, about {format_duration(seconds)}"
 
-    def settle(self, future: Future[None], planned: SweepRun, seconds: float) -> bool:
-        """Record how ``planned`` ended; True when it should be tried again."""
+    def settle(self, future: Future[None], planned: SweepRun, seconds: float
+               ) -> Status | None:
+        """Record how ``planned`` ended: its status, or None when it is to be tried again."""
         error = future.exception()
         if error is None:
             self.durations.append(seconds)
@@ -119,14 +170,15 @@ class _Progress:
             self.log(f"{self.prefix(planned)}: {row['status']}, best val accuracy "
                      f"{results.format_number(row['best_val_accuracy'])}, test accuracy "
                      f"{results.format_number(row['test_accuracy'])} ({format_duration(seconds)})")
-            return False
+            return Status(row["status"])
         if isinstance(error, KeyboardInterrupt | Interrupted):
             raise SweepInterrupted(self.sweep_dir)
         if isinstance(error, CnnlabError):
             raise error
-        return self._failed(planned, one_line(error))
+        return None if self._failed(planned, one_line(error)) else Status.FAILED
 
     def _failed(self, planned: SweepRun, message: str) -> bool:
+        """Record a failed attempt; True when it is to be tried again."""
         attempt = self.attempts[planned.id]
         record = {"run": planned.id, "attempt": attempt, "error": message,
                   "backend": self.executor.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -215,6 +267,9 @@ def _check_resumable(sweep: Sweep, path: Path) -> None:
         old = yaml.safe_load(record.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise RunError(f"{record}: damaged; choose a new --out folder") from None
+    if old.get("search") or sweep.search:
+        _check_same_search(old, sweep, path)
+        return
     old_ids = [r.get("id") for r in old.get("runs", [])]
     if old_ids != [r.id for r in sweep.runs]:
         raise RunError(f"--out {path}: holds a different sweep ({len(old_ids)} runs: "
@@ -229,3 +284,18 @@ def _check_resumable(sweep: Sweep, path: Path) -> None:
                 raise RunError(f"--out {path}: run {planned.id} was made with a different "
                                f"config ({changed[0]}); use the same sweep and --set, or a new "
                                "--out folder")
+
+
+def _check_same_search(old: dict, sweep: Sweep, path: Path) -> None:
+    """A search resumes with the same space, base and settings; only ``trials`` may
+    change (more trials continue the study)."""
+    new = sweep.record()
+    for key in ("base", "set", "space", "search"):
+        before, after = old.get(key), new.get(key)
+        if key == "search" and before and after:
+            before, after = ({k: v for k, v in d.items() if k != "trials"}
+                             for d in (before, after))
+        if before != after:
+            raise RunError(f"--out {path}: holds a different sweep ({key} differs); use the "
+                           "same sweep file and --set (only --trials may change), or a new "
+                           "--out folder")

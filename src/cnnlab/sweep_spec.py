@@ -28,7 +28,7 @@ import difflib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +49,11 @@ from cnnlab.config import (
     shown,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.search_spec import Dimension, Search, as_axes, search_from_dict, space_from_dict
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
-SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats")
+SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats",
+              "search", "space")
 # How the winner is chosen: the metric and whether higher ("max") or lower is better.
 SELECT_BY = {"best_val_accuracy": "max", "final_val_loss": "min"}
 
@@ -68,6 +70,18 @@ class SweepRun:
     config: Config
     arm: str = ""
     repeat: int = 0
+    trial: TrialRef | None = None  # a search's trial: where its pruner is asked
+
+
+@dataclass(frozen=True)
+class TrialRef:
+    """Where a trial of a search lives, so that the process training it can report each
+    epoch's value to the study and ask its pruner (:mod:`cnnlab.pruning`)."""
+
+    storage: str
+    study: str
+    number: int
+    epoch_value: str  # the history column reported, e.g. val_accuracy
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,9 @@ class Sweep:
     select_by: str
     runs: tuple[SweepRun, ...]
     repeats: int = 1
+    search: Search | None = None
+    space: dict[str, Dimension] = field(default_factory=dict)
+    common: dict[str, Any] = field(default_factory=dict)  # base + set: each trial's start
 
     @property
     def arms(self) -> list[str]:
@@ -92,7 +109,7 @@ class Sweep:
     def varying(self) -> list[str]:
         """The dotted keys that the sweep varies: variant keys first, then the axes."""
         keys = [k for overrides in self.variants.values() for k in overrides] + list(self.axes)
-        return list(dict.fromkeys(keys))
+        return list(dict.fromkeys(keys + list(self.space)))
 
     @property
     def params(self) -> list[str]:
@@ -105,6 +122,8 @@ class Sweep:
             "name": self.name, "description": self.description, "origin": self.origin,
             "base": self.base, "set": self.set, "axes": self.axes, "variants": self.variants,
             "select_by": self.select_by, "repeats": self.repeats,
+            **({"search": self.search.record(),
+                "space": {k: d.record() for k, d in self.space.items()}} if self.search else {}),
             "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides,
                       "arm": r.arm, "repeat": r.repeat} for r in self.runs],
         }
@@ -120,19 +139,22 @@ def resolve_sweep_path(name_or_path: str | Path) -> Path:
 
 
 def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = (),
-               repeats: int | None = None) -> Sweep:
+               repeats: int | None = None, trials: int | None = None) -> Sweep:
     """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run,
-    ``repeats`` (``--repeats``) replaces the file's."""
+    ``repeats`` (``--repeats``) and ``trials`` (``--trials``) replace the file's."""
     path = resolve_sweep_path(name_or_path)
     raw = read_yaml(path)
     return sweep_from_dict(raw, str(name_or_path), base_dir=path.parent,
-                           overrides=overrides, default_name=path.stem, repeats=repeats)
+                           overrides=overrides, default_name=path.stem, repeats=repeats,
+                           trials=trials)
 
 
 def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                     overrides: Iterable[str] | Mapping[str, Any] = (),
-                    default_name: str = "sweep", repeats: int | None = None) -> Sweep:
-    """Validate a sweep (the YAML as a dict) and expand it into its runs."""
+                    default_name: str = "sweep", repeats: int | None = None,
+                    trials: int | None = None) -> Sweep:
+    """Validate a sweep (the YAML as a dict) and expand it into its runs (a search by
+    ``random`` or ``tpe`` has none yet: :mod:`cnnlab.search` asks them one by one)."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{origin}: expected a mapping with base and axes and/or variants, "
                           f"got {type(raw).__name__}")
@@ -141,28 +163,85 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
     sweep_set = _dotted(raw.get("set"), f"{origin}: set")
     cli = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
     cli_set = {_swept_key(key, "--set"): value for key, value in cli}
-    axes = _axes(raw.get("axes"), origin)
+    search, space = _search(raw, trials, origin)
+    axes = as_axes(space, origin) if search and search.strategy == "grid" else _axes(
+        raw.get("axes"), origin)
     variants = _variants(raw.get("variants"), origin)
-    if not axes and not variants:
+    if not axes and not variants and not search:
         raise ConfigError(f"{origin}: nothing to sweep; add 'axes:' (key: [values]) and/or "
                           "'variants:' (name: {key: value})")
-    varied = set(axes) | {k for v in variants.values() for k in v}
+    varied = set(axes) | {k for v in variants.values() for k in v} | set(space)
     for key in cli_set:
         if key in varied:
             raise ConfigError(f"--set {key}: the sweep varies this key; remove the --set or "
                               "edit the sweep's axes/variants")
-    select_by = raw.get("select_by", "best_val_accuracy")
+    select_by = search.metric if search else raw.get("select_by", "best_val_accuracy")
     if select_by not in SELECT_BY:
         raise ConfigError(f"{origin}: select_by: got {shown(select_by)}; expected one of "
                           + ", ".join(SELECT_BY))
     common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
     count = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
                      origin if repeats is None else "--repeats")
+    asks = search is not None and search.strategy != "grid"
+    if asks and count > 1:
+        raise ConfigError(f"{'--repeats' if repeats else origin}: repeats {count} with "
+                          f"strategy {search.strategy}: each trial is one seed, and the "
+                          "sampler learns from every trial; repeat the winner instead "
+                          "(cnnlab sweep on best_config.yaml's values), or use strategy grid")
     return Sweep(name=check_name(raw.get("name", default_name), f"{origin}: name"),
                  origin=origin, description=str(raw.get("description") or ""),
                  base=base, set={**sweep_set, **cli_set}, axes=axes, variants=variants,
-                 select_by=select_by, repeats=count,
-                 runs=tuple(_expand(common, axes, variants, origin, count)))
+                 select_by=select_by, repeats=count, search=search, space=space,
+                 common=common,
+                 runs=() if asks else tuple(_expand(common, axes, variants, origin, count)))
+
+
+def _search(raw: Mapping[str, Any], trials: int | None, origin: str
+            ) -> tuple[Search | None, dict[str, Dimension]]:
+    """The sweep's search and its space (both validated), or (None, {})."""
+    if "search" not in raw:
+        if "space" in raw:
+            raise ConfigError(f"{origin}: space: needs a 'search:' (strategy, trials, ...) "
+                              "to sample it; or use axes: for a grid")
+        if trials is not None:
+            raise ConfigError(f"--trials: {origin} is not a search (no 'search:'); use "
+                              "--trials with a sweep that has search: and space:")
+        return None, {}
+    for key in ("axes", "variants", "select_by"):
+        if key in raw:
+            raise ConfigError(f"{origin}: {key}: not used with search:; put the keys to "
+                              "vary in space: (and the metric in search: metric)")
+    search = search_from_dict(raw["search"], trials, SELECT_BY, origin)
+    space = space_from_dict(raw.get("space"), origin)
+    for key in space:
+        _swept_key(key, f"{origin}: space")
+    return search, space
+
+
+def trial_run(sweep: Sweep, number: int, params: Mapping[str, Any],
+              trial: TrialRef | None = None) -> SweepRun:
+    """Trial ``number`` (from 0) of a search with the sampled ``params``: run
+    ``NNN-<params>``; ConfigError (naming the run) when the sampled config is invalid."""
+    run_id = trial_name(number, params)
+    raw = merge(sweep.common, overrides_to_dict(dict(params)))
+    raw["name"] = run_id.replace("=", "-")
+    try:
+        config = config_from_dict(raw, sweep.origin)
+    except ConfigError as exc:
+        raise ConfigError(f"run {run_id}: {exc}") from None
+    return SweepRun(number + 1, run_id, None, dict(params), config, run_id, 0, trial)
+
+
+def trial_name(number: int, params: Mapping[str, Any]) -> str:
+    """The folder name of trial ``number`` (from 0): ``NNN-<key>=<value>-...``."""
+    short = _short_names(list(params))
+    return _safe(f"{number + 1:03d}-" + "-".join(
+        f"{short[k]}={_fmt(_rounded(v))}" for k, v in params.items()))
+
+
+def _rounded(value: Any) -> Any:
+    """A sampled float, to 3 significant digits, for a readable folder name."""
+    return float(format(value, ".3g")) if isinstance(value, float) else value
 
 
 def _repeats(value: Any, where: str) -> int:
@@ -313,9 +392,21 @@ def describe(sweep: Sweep) -> str:
     repeats = (f" ({len(sweep.arms)} arms x {sweep.repeats} repeats, seeds "
                f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1})"
                if sweep.repeats > 1 else "")
-    lines = [f"sweep {sweep.name} ({sweep.origin}): {len(sweep.runs)} runs{repeats}"
+    size = (f"{sweep.search.trials} trials" if sweep.search and not sweep.runs
+            else f"{len(sweep.runs)} runs")
+    lines = [f"sweep {sweep.name} ({sweep.origin}): {size}{repeats}"
              + (f" -- {sweep.description}" if sweep.description else "")]
     if sweep.set:
         lines.append(f"every run: {format_overrides(sweep.set)}")
+    if sweep.search:
+        lines += _describe_search(sweep.search, sweep.space, len(sweep.runs))
     lines += [f"  {r.id}: {format_overrides(r.overrides)}" for r in sweep.runs]
     return "\n".join(lines)
+
+
+def _describe_search(search: Search, space: Mapping[str, Dimension], runs: int) -> list[str]:
+    count = (f"{runs} runs, every combination of the choices" if search.strategy == "grid"
+             else f"{search.trials} trials")
+    return [f"search: {search.strategy}, {count}, {search.direction} {search.metric}, "
+            f"pruner {search.pruner}, seed {search.seed}", "space:",
+            *[f"  {key}: {dim.describe()}" for key, dim in space.items()]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 from cnnlab import runtime
 
@@ -37,10 +38,12 @@ def quiet_stderr():
         os.close(devnull)
 
 
+_start = time.perf_counter()
 with quiet_stderr():
     import keras  # noqa: E402
     import tensorflow as tf  # noqa: E402
 
     tf.get_logger().setLevel("ERROR")
+IMPORT_SECONDS = time.perf_counter() - _start  # 0 when something imported them earlier
 
-__all__ = ["keras", "tf"]
+__all__ = ["IMPORT_SECONDS", "keras", "tf"]

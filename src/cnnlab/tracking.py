@@ -1,15 +1,14 @@
-"""Tracking: TensorBoard logs for every run, HParams for sweeps, optional MLflow.
+"""Tracking: TensorBoard logs for every run, optional MLflow.
 
-Used by :mod:`cnnlab.training` (each run) and :mod:`cnnlab.sweep` (after a sweep):
+Used by :mod:`cnnlab.training` (each run):
 
 - ``callbacks(config, run_dir)``: Keras callbacks appended to training's own --
   TensorBoard (``RUN_DIR/tensorboard/``, epoch scalars only: no graph, no profiling,
   nothing per batch) and, with ``tracking.mlflow: true``, :class:`MlflowLogger`.
 - ``finish_run(config, run_dir, metrics)``: after ``metrics.json`` is written, logs the
   final metrics, timing and artifacts (model, plots) to MLflow and closes its run.
-- ``write_sweep_hparams(sweep_dir, ...)``: one HParams session per finished run of a
-  sweep in ``<sweep>/hparams/<id>/`` (the results table's varied keys and final metrics),
-  so ``tensorboard --logdir outputs/`` shows every sweep's runs in the HParams view.
+
+A sweep's HParams view is written by :mod:`cnnlab.hparams`, without TensorFlow.
 
 MLflow is optional (``pip install "cnnlab[mlflow]"``) and imported only when enabled.
 Its run is opened through ``MlflowClient`` (no global active run); ``RUN_DIR/mlflow.json``
@@ -22,22 +21,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from cnnlab import runs
 from cnnlab.config import Config
 from cnnlab.errors import CnnlabError
-from cnnlab.tf import keras, tf
+from cnnlab.hparams import FINAL_KEYS
+from cnnlab.tf import keras
 
-Log = Callable[[str], None]
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
 EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-FINAL_KEYS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
-              "final_train_loss", "final_val_loss", "epochs_run", "trainable_params")
 TIMING_KEYS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
 
 
@@ -178,43 +173,3 @@ def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:
     for plot in sorted(Path(run_dir).glob("*.png")):
         client.log_artifact(run_id, str(plot), artifact_path="plots")
     client.set_terminated(run_id, "FINISHED")
-
-
-# --- TensorBoard HParams for sweeps ---
-
-def _hparam_value(value: Any) -> bool | int | float | str:
-    return value if isinstance(value, bool | int | float | str) else str(value)
-
-
-def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, Any]],
-                        params: list[str], log: Log = print) -> int:
-    """One HParams session per finished run of a sweep (its ``params`` cells of the results
-    table and its final metrics) in ``<sweep>/hparams/<id>/``, all rewritten on every call;
-    run folders are not touched. Returns the number of runs written."""
-    from tensorboard.plugins.hparams import api as hp
-
-    root = Path(sweep_dir) / runs.HPARAMS_DIR
-    if root.exists():
-        shutil.rmtree(root)
-    written = 0
-    for row in rows:
-        run_dir = Path(sweep_dir) / row["run_dir"]
-        if not runs.is_finished(run_dir):
-            continue
-        run = runs.read_run(run_dir)
-        if not run.config.get("tracking", {}).get("tensorboard", True):
-            continue
-        writer = tf.summary.create_file_writer(str(root / run_dir.name))
-        with writer.as_default():
-            hp.hparams({key: _hparam_value(row[key]) for key in params},
-                       trial_id=f"{sweep_name}/{run_dir.name}")
-            step = int(run.metrics.get("epochs_run") or 0)
-            for key in FINAL_KEYS[:4]:
-                if isinstance(run.metrics.get(key), int | float):
-                    tf.summary.scalar(key, run.metrics[key], step=step)
-        writer.close()
-        written += 1
-    if written:
-        log(f"tensorboard: hparams of {written} runs; view with tensorboard --logdir "
-            f"{Path(sweep_dir).parent}")
-    return written

@@ -15,6 +15,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,12 @@ from cnnlab.data import Dataset, input_spec, load_dataset
 from cnnlab.errors import TrainingInterrupted
 from cnnlab.model import build_model, check_fits, format_layer_table, trainable_params
 from cnnlab.runs import Status
-from cnnlab.tf import keras, tf
-from cnnlab.timing import EpochTimer
+from cnnlab.tf import IMPORT_SECONDS, keras, tf
+from cnnlab.timing import CallbackTime, EpochTimer, Phases
 
 Log = Callable[[str], None]
+StopCheck = Callable[[int, dict[str, float]], bool]
+_unclaimed_import = [IMPORT_SECONDS]  # TensorFlow's import: a phase of the process's first run
 
 
 def steps_per_execution(cfg: TrainConfig, train_examples: int) -> int:
@@ -111,6 +114,20 @@ class HistoryRecorder(keras.callbacks.Callback):
         runs.write_csv(self.path, self.rows, runs.HISTORY_COLUMNS)
 
 
+class Pruning(keras.callbacks.Callback):
+    """Asks ``stop_check`` after each epoch (after the epoch is saved) and stops training
+    when it says so."""
+
+    def __init__(self, stop_check: StopCheck | None):
+        super().__init__()
+        self.stop_check, self.pruned = stop_check, False
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.stop_check and self.stop_check(epoch + 1, dict(logs or {})):
+            self.pruned = True
+            self.model.stop_training = True
+
+
 class DiskGuard(keras.callbacks.Callback):
     """Before the epoch's checkpoint and backup are saved: an OSError (no space left)
     naming the run folder when its disk cannot hold them, instead of a save that fails
@@ -137,6 +154,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.path = path
         self.best = -math.inf if best is None else best
+        self.weights: list[np.ndarray] | None = None  # kept: the test needs no reload
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         value = float((logs or {}).get("val_accuracy", float("nan")))
@@ -145,26 +163,29 @@ class BestCheckpoint(keras.callbacks.Callback):
             tmp = self.path.with_name(f".{self.path.stem}.tmp.keras")
             self.model.save(tmp)
             os.replace(tmp, self.path)
+            self.weights = self.model.get_weights()
 
 
-def _callbacks(config: Config, run_dir: Path, timer: EpochTimer,
-               recorder: HistoryRecorder) -> list[keras.callbacks.Callback]:
-    best_so_far = max((r["val_accuracy"] for r in recorder.rows), default=None)
+def _callbacks(config: Config, run_dir: Path, timer: EpochTimer, recorder: HistoryRecorder,
+               checkpoint: BestCheckpoint, phases: Phases) -> list[keras.callbacks.Callback]:
+    saving, logging = CallbackTime(phases, "checkpoints"), CallbackTime(phases, "tracking")
     callbacks = [
         *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
         timer,
+        saving.opening,
         recorder,
         DiskGuard(run_dir),  # before the saves below
-        BestCheckpoint(run_dir / runs.MODEL_FILE, best_so_far),
+        checkpoint,
         keras.callbacks.TerminateOnNaN(),
         # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
         keras.callbacks.BackupAndRestore(run_dir / runs.BACKUP_DIR, double_checkpoint=True),
+        saving.closing,
     ]
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", mode="min", patience=config.train.early_stopping))
-    callbacks += tracking.callbacks(config, run_dir)  # TensorBoard; MLflow if enabled
-    return callbacks
+    # TensorBoard; MLflow if enabled
+    return [*callbacks, logging.opening, *tracking.callbacks(config, run_dir), logging.closing]
 
 
 def _resume_point(run_dir: Path) -> list[dict[str, Any]]:
@@ -228,11 +249,14 @@ def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
 
 
 def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
-          outputs_root: str | Path = "outputs", resume: bool = False) -> runs.Run:
+          outputs_root: str | Path = "outputs", resume: bool = False,
+          stop_check: StopCheck | None = None) -> runs.Run:
     """Train ``config`` and write its run folder; returns the finished :class:`runs.Run`.
 
     With ``resume=True``, ``out_dir`` must be an interrupted run of the same config: it
     continues from the last completed epoch and ends with ``train.epochs`` history rows.
+    ``stop_check(epoch, logs)`` is asked after every epoch (a search's pruner); when it
+    says True, training stops there and the run is recorded with status ``pruned``.
     """
     if resume:
         runs.check_resumable(out_dir, config.to_dict())
@@ -242,20 +266,28 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
         tracking.import_mlflow()  # missing: one line before any data or run folder
     if config.data.source == "cifar10":  # input shape known without reading data: fail fast
         check_fits(config.model, input_spec(config.data)[0])
-    data = load_dataset(config.data, config.seed, log)
+    phases = Phases(tensorflow_import=_unclaimed_import.pop() if _unclaimed_import else 0.0)
+    with phases("data"):
+        data = load_dataset(config.data, config.seed, log)
     _note_settings(config, log)
     _seed_everything(config)
-    model = _compiled_model(config, data)
+    with phases("build"):
+        model = _compiled_model(config, data)
     runs.check_free_space(Path(out_dir) if out_dir is not None else Path(outputs_root),
                           model.count_params())
     run_dir = Path(out_dir) if resume else runs.new_run_dir(out_dir, config.name, outputs_root)
     done_rows = _resume_point(run_dir) if resume else []
     _start_run_folder(config, run_dir, model, data, done_rows, log)
-    rows = _fit(config, run_dir, model, data, done_rows)
-    metrics = _finish(config, run_dir, model, data, rows)
+    checkpoint = BestCheckpoint(run_dir / runs.MODEL_FILE,
+                                max((r["val_accuracy"] for r in done_rows), default=None))
+    pruner = Pruning(stop_check)
+    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases)
+    metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
+    if pruner.pruned:
+        metrics["status"] = Status.PRUNED
+    _write_record(config, run_dir, metrics, rows, phases, log)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
     log(summary_line(metrics, run_dir))
-    report.try_write_report(run_dir, log)  # a failure is logged; the run stays finished
     return runs.read_run(run_dir)
 
 
@@ -283,26 +315,42 @@ def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: D
 
 
 def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
-         done_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+         done_rows: list[dict[str, Any]], checkpoint: BestCheckpoint, pruner: Pruning,
+         phases: Phases) -> list[dict[str, Any]]:
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / runs.HISTORY_FILE, timer, done_rows)
     classes = data.num_classes
     try:
-        model.fit(
-            data.x_train, optimization.targets(config.train, data.y_train, classes),
-            batch_size=config.train.batch_size, epochs=config.train.epochs,
-            validation_data=(data.x_val, optimization.targets(config.train, data.y_val, classes)),
-            shuffle=config.train.shuffle, verbose=config.train.verbose,
-            callbacks=_callbacks(config, run_dir, timer, recorder),
-        )
+        with phases("fit"):
+            model.fit(
+                data.x_train, optimization.targets(config.train, data.y_train, classes),
+                batch_size=config.train.batch_size, epochs=config.train.epochs,
+                validation_data=(data.x_val,
+                                 optimization.targets(config.train, data.y_val, classes)),
+                shuffle=config.train.shuffle, verbose=config.train.verbose,
+                callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
+                           pruner],
+            )
     except OSError:
         _mark_interrupted(run_dir)  # a full disk: free space, then --resume
         raise
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)
         raise TrainingInterrupted(run_dir) from None
+    _split_fit_time(phases, [r["epoch_s"] for r in timer.rows])
     return recorder.rows
+
+
+def _split_fit_time(phases: Phases, epoch_seconds: list[float]) -> None:
+    """``fit``'s wall time as its first epoch (graph tracing included), the later epochs,
+    and what is left once the callbacks' own phases are taken out."""
+    fit = phases.seconds.pop("fit")
+    first, later = epoch_seconds[:1], epoch_seconds[1:]
+    phases.add("first_epoch", sum(first))
+    phases.add("later_epochs", sum(later))
+    callbacks = phases.seconds.get("checkpoints", 0.0) + phases.seconds.get("tracking", 0.0)
+    phases.add("fit_other", max(0.0, fit - sum(epoch_seconds) - callbacks))
 
 
 def _mark_interrupted(run_dir: Path) -> None:
@@ -318,17 +366,27 @@ def _mark_interrupted(run_dir: Path) -> None:
         pass  # the disk is full: the backup still says where to resume
 
 
+def _best_model(model: keras.Model, checkpoint: BestCheckpoint) -> keras.Model | None:
+    """The best epoch's model: the weights kept in memory, else (best epoch before a
+    resume) the checkpoint file, else None (no epoch had a finite validation accuracy)."""
+    if checkpoint.weights is not None:
+        model.set_weights(checkpoint.weights)
+        return model
+    return runs.load_model(checkpoint.path) if checkpoint.path.exists() else None
+
+
 def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
-            rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Evaluate the best checkpoint on the test set; write metrics.json (last) and plots."""
+            rows: list[dict[str, Any]], checkpoint: BestCheckpoint, phases: Phases
+            ) -> dict[str, Any]:
+    """Evaluate the best checkpoint on the test set and draw the plots; the metrics."""
     status = _status(rows, config.train.epochs)
     best = analysis.best_epoch([r["val_accuracy"] for r in rows])
     test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None,
                             "per_class": None, "most_confused": None}
-    checkpoint = run_dir / runs.MODEL_FILE
-    if checkpoint.exists():
-        best_model = runs.load_model(checkpoint)
-        test = _test_metrics(best_model, data, config.train.batch_size)
+    with phases("test_evaluation"):
+        best_model = _best_model(model, checkpoint)
+        if best_model is not None:
+            test = _test_metrics(best_model, data, config.train.batch_size)
     metrics = {
         "status": status,
         "epochs_run": len(rows),
@@ -347,10 +405,29 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "data": data.record,
         "environment": environment(),
     }
-    _write_plots(run_dir, config.name, rows, metrics, data.class_names)
+    with phases("plots"):
+        _write_plots(run_dir, config.name, rows, metrics, data.class_names)
+    return metrics
+
+
+def _write_record(config: Config, run_dir: Path, metrics: dict[str, Any],
+                  rows: list[dict[str, Any]], phases: Phases, log: Log) -> None:
+    """report.html, then metrics.json (last: it marks the run finished), both with the
+    phases. A kill in between leaves a run that is not finished, never a finished run
+    whose record is rewritten later."""
+    start = time.perf_counter()
+    metrics["phases"] = phases.record()
+    run = runs.Run(run_dir, config.to_dict(), _json_safe(metrics), rows)
+    try:
+        report.write_run_page(run)
+    except Exception as exc:  # noqa: BLE001 - the run is not lost for want of a page
+        if isinstance(exc, OSError):
+            raise
+        log(f"report.html not written for {run_dir}: {type(exc).__name__}: {exc}")
+    phases.add("report", time.perf_counter() - start)
+    metrics["phases"] = phases.record()
     (run_dir / runs.STATUS_FILE).unlink(missing_ok=True)  # metrics.json alone: finished
     runs.write_json(run_dir / runs.METRICS_FILE, _json_safe(metrics))
-    return metrics
 
 
 def _json_safe(value: Any) -> Any:
