@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 from cnnlab.sweep_spec import TrialRef
 
@@ -18,7 +19,9 @@ def stop_check(ref: TrialRef) -> Callable[[int, dict[str, float]], bool]:
     import optuna  # only where a search's trial trains
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=ref.study, storage=ref.storage)
+    # a loaded study has Optuna's default pruner: give it the search's
+    study = optuna.load_study(study_name=ref.study, storage=ref.storage,
+                              pruner=make_pruner(ref.pruner, ref.trials, ref.epochs))
     trial = optuna.trial.Trial(study, _trial_id(study, ref.number))
 
     def check(epoch: int, logs: dict[str, float]) -> bool:
@@ -29,6 +32,19 @@ def stop_check(ref: TrialRef) -> Callable[[int, dict[str, float]], bool]:
         return trial.should_prune()
 
     return check
+
+
+def make_pruner(name: str, trials: int, epochs: int) -> Any:
+    """The pruner a search names: ``median`` compares from the second epoch on, once a
+    fifth of the trials (1..5) have finished; ``hyperband`` over 1..``epochs`` epochs."""
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, trials // 5)),
+                                           n_warmup_steps=2)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
+    return optuna.pruners.NopPruner()
 
 
 def _trial_id(study: object, number: int) -> int:

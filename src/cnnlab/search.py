@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 import yaml
 
-from cnnlab import runs
+from cnnlab import pruning, runs
 from cnnlab.config import config_from_dict, merge
 from cnnlab.errors import ConfigError
 from cnnlab.runs import Status
@@ -45,7 +45,7 @@ def open_study(sweep: Sweep, sweep_dir: Path) -> optuna.Study:
     return optuna.create_study(
         study_name=sweep.name, storage=storage_url(sweep_dir), load_if_exists=True,
         direction=search.direction, sampler=_sampler(search),
-        pruner=_pruner(search, epochs(sweep)))
+        pruner=pruning.make_pruner(search.pruner, search.trials, epochs(sweep)))
 
 
 def epochs(sweep: Sweep) -> int:
@@ -63,16 +63,6 @@ def _sampler(search: Search) -> optuna.samplers.BaseSampler:
     # random trials first, then the model: a quarter of the budget, 2..10
     startup = min(10, max(2, search.trials // 4))
     return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
-
-
-def _pruner(search: Search, epochs: int) -> optuna.pruners.BasePruner:
-    if search.pruner == "median":
-        # compare from the second epoch on, once a few trials have finished
-        return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(1, search.trials // 5)),
-                                           n_warmup_steps=1)
-    if search.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, epochs))
-    return optuna.pruners.NopPruner()
 
 
 # --- the space, on a trial ---
@@ -156,11 +146,14 @@ class Trials:
 
     def _run(self, position: int, params: dict[str, Any], number: int, run_id: str
              ) -> SweepRun:
-        ref = TrialRef(storage_url(self.sweep_dir), self.base.name, number, self.epoch_value)
+        search = self.base.search
+        ref = TrialRef(storage_url(self.sweep_dir), self.base.name, number, self.epoch_value,
+                       search.pruner, search.trials, epochs(self.base))
         try:
             return trial_run(self.base, position, params, ref)
         except ConfigError:  # an invalid sample: shown with its values, the base config
-            config = config_from_dict(merge(self.base.common, {"name": run_id}))
+            config = config_from_dict(merge(self.base.common,
+                                            {"name": run_id.replace("=", "-")}))
             return SweepRun(position + 1, run_id, None, params, config, run_id, 0, ref)
 
     def next_run(self) -> SweepRun | None:

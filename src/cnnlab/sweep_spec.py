@@ -82,6 +82,9 @@ class TrialRef:
     study: str
     number: int
     epoch_value: str  # the history column reported, e.g. val_accuracy
+    pruner: str = "median"  # the study's pruner, built the same way where the trial trains
+    trials: int = 1
+    epochs: int = 1
 
 
 @dataclass(frozen=True)
