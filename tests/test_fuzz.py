@@ -362,6 +362,19 @@ SWEEP_FIELDS = {
     "select_by": st.sampled_from(["best_val_accuracy", "final_val_loss", "accuracy"])
     | SCALARS,
     "repeats": st.integers(-2, 4) | st.booleans() | st.none() | st.floats() | TEXT,
+    "search": st.fixed_dictionaries({}, optional={
+        "strategy": st.sampled_from(["grid", "random", "tpe", "bayes"]) | SCALARS,
+        "trials": st.integers(-1, 3) | SCALARS, "metric": st.sampled_from(
+            ["best_val_accuracy", "final_val_loss", "loss"]) | SCALARS,
+        "direction": st.sampled_from(["maximize", "minimize", "up"]) | SCALARS,
+        "pruner": st.sampled_from(["none", "median", "hyperband", "asha"]) | SCALARS,
+        "seed": st.integers(-1, 3) | SCALARS, "trails": SCALARS}) | SCALARS,
+    "space": st.dictionaries(DOTTED, st.fixed_dictionaries({}, optional={
+        "low": st.integers(-1, 3) | st.floats() | SCALARS,
+        "high": st.integers(-1, 3) | st.floats() | SCALARS,
+        "log": st.booleans() | SCALARS, "step": st.integers(-1, 2) | st.floats() | SCALARS,
+        "choices": st.lists(SMALL_VALUES, max_size=3) | SCALARS}) | SCALARS, max_size=2)
+    | SCALARS,
 }
 SWEEPS = (KIND_SWEEPS | KIND_SWEEPS | st.binary(max_size=32)
           | st.fixed_dictionaries({}, optional={
@@ -395,6 +408,12 @@ EXAMPLES_SWEEP = [
     (b"variants: {a: {}}\n", ["seed=null"]),
     (b"variants: {a: {}}\n", ["seed=auto"]),
     (b"variants: {a: {}}\nset: {seed: [1]}\n", []),
+    (b"search: {strategy: tpe, trials: 3}\nspace: {train.learning_rate: {low: .nan, "
+     b"high: 1.0}}\n", []),
+    (b"search: {strategy: random}\nspace: {train.epochs: {low: 1, high: .inf}}\n", []),
+    (b"search: {strategy: grid}\nspace: {train.batch_size: {choices: [8, 16]}}\n", []),
+    (b"search: {}\nspace: {model.filters: {choices: [[8], []]}}\n", []),
+    (b"search: {trials: 2}\nspace: {train.epochs: {low: 1, high: 3, step: 0.5}}\n", []),
 ]
 
 

@@ -34,7 +34,7 @@ def sweep_folder(tmp_path_factory, cache_dir, sample_archive) -> Path:
         logged: list[str] = []
         with pytest.MonkeyPatch.context() as mp:
             if name == "lr-0.1":
-                mp.setattr(report, "write_report", _broken)
+                mp.setattr(report, "write_run_page", _broken)
             run = train(cfg, root / name, log=logged.append)
         rows.append({"run": name, "learning_rate": lr, "status": run.status,
                      "best_val_accuracy": run.metrics["best_val_accuracy"],
@@ -59,7 +59,7 @@ def sweep_folder(tmp_path_factory, cache_dir, sample_archive) -> Path:
     return root
 
 
-def _broken(path, log=print):
+def _broken(*args, **kwargs):
     raise OSError("disk full (simulated)")
 
 

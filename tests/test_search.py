@@ -19,8 +19,10 @@ import pytest
 import yaml
 from helpers import assert_png, one_line_error, user_env
 
+from cnnlab import pruning, search
 from cnnlab.errors import ConfigError
-from cnnlab.sweep_spec import load_sweep, sweep_from_dict
+from cnnlab.sweep import run_sweep
+from cnnlab.sweep_spec import load_sweep, sweep_from_dict, trial_name
 
 EPOCHS = 5
 SPACE = {"train.learning_rate": {"low": 1.0e-7, "high": 3.0e-2, "log": True},
@@ -168,21 +170,57 @@ def test_sigkill_mid_trial_then_resume_reaches_exactly_the_trials(
 
 def test_an_invalid_sample_is_a_failed_trial_and_the_search_goes_on(
         tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
-    # two kernel sizes for the three blocks of best's filters: not a valid config
+    # two kernel sizes for the three blocks of best's filters: not a valid config.
+    # Through the Python API, in this process (the CLI is tested above).
     spec = write_search(tmp_path, sample_archive, cache_dir, trials=5, epochs=1,
-                        strategy="random", space={"model.kernel_size": {
-                            "choices": [3, [3, 3]]}})
-    out = cnnlab("sweep", str(spec), "--out", "s", cwd=tmp_path)
-    assert out.returncode == 0, out.stdout + out.stderr
-    found = rows(tmp_path / "s")
+                        strategy="random", space={
+                            "model.kernel_size": {"choices": [3, [3, 3]]},
+                            "train.learning_rate": {"low": 1.0e-3, "high": 1.0e-2}})
+    lines: list[str] = []
+    sweep_dir = run_sweep(load_sweep(str(spec)), tmp_path / "s", log=lines.append)
+    found = rows(sweep_dir)
     assert len(found) == 5
     failed = [r for r in found if r["status"] == "failed"]
     assert failed and len(failed) < 5, [r["status"] for r in found]
     for row in failed:
         assert row["model.kernel_size"] == "[3, 3]"
-        error = json.loads((tmp_path / "s" / row["run"] / "error.json").read_text())
+        error = json.loads((sweep_dir / row["run"] / "error.json").read_text())
         assert "invalid sample" in error["error"] and "model.kernel_size" in error["error"]
-    assert "invalid sample, recorded as failed" in out.stdout
+    assert any("invalid sample, recorded as failed" in line for line in lines)
+    assert any(f"search: 5 trials ({len(failed)} failed, {5 - len(failed)} finished)" in line
+               for line in lines), lines[-3:]
+    assert_png(sweep_dir / "history.png")
+
+
+def test_a_trial_cut_off_by_a_dead_sweep_is_failed_and_asked_again(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    sweep = load_sweep(str(write_search(tmp_path, sample_archive, cache_dir, trials=2)))
+    sweep_dir = tmp_path / "s"
+    sweep_dir.mkdir()
+    study = search.open_study(sweep, sweep_dir)
+    trial = study.ask()  # asked by a sweep process that was then killed mid-trial
+    params = search.suggest(trial, sweep.space)
+    run_id = trial_name(0, params)
+    trial.set_user_attr("run", run_id)
+    (sweep_dir / run_id).mkdir()
+    (sweep_dir / run_id / "history.csv").write_text("epoch\n1\n")
+    lines: list[str] = []
+    trials = search.Trials(sweep, sweep_dir, lines.append)
+    assert "was cut off by the end of the last sweep process" in lines[0]
+    assert not (sweep_dir / run_id).exists()  # its partial folder
+    assert trials.runs == [] and trials.left() == 2  # not counted
+    again = trials.next_run()
+    assert again.id == run_id and again.overrides == params  # the same values, asked again
+    assert again.trial.pruner == "median" and again.trial.epochs == EPOCHS
+    cut = study.trials[0]
+    assert cut.state.name == "FAIL" and cut.user_attrs["failed_reason"] == "interrupted"
+
+
+def test_the_pruners_a_search_can_name() -> None:
+    assert isinstance(pruning.make_pruner("median", 20, 10), optuna.pruners.MedianPruner)
+    assert isinstance(pruning.make_pruner("hyperband", 20, 10),
+                      optuna.pruners.HyperbandPruner)
+    assert isinstance(pruning.make_pruner("none", 20, 10), optuna.pruners.NopPruner)
 
 
 BAD = [

@@ -133,7 +133,7 @@ def test_failed_run_is_recorded_and_redone_by_a_resume(tmp_path: Path, small_arc
     assert (out / "001-ok" / "metrics.json").stat().st_mtime_ns == kept  # not retrained
     assert not (out / "002-broken" / "error.json").exists()
     assert json.loads((out / "002-broken" / "metrics.json").read_text())["status"] == "finished"
-    assert list(blocker.glob("*.npz")), "the redone run cached its data in the new folder"
+    assert list(blocker.glob("*.arrays")), "the redone run cached its data in the new folder"
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -133,7 +134,8 @@ def _range(raw: Mapping[str, Any], where: str) -> Dimension:
         raise ConfigError(f"{where}: give low and high (a range) or choices (a list)")
     low, high = raw["low"], raw["high"]
     for name, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value):
             raise ConfigError(f"{where}: {name}: got {shown(value)}; expected a number")
     if low > high:
         raise ConfigError(f"{where}: low {low} is greater than high {high}; swap them")
@@ -145,7 +147,7 @@ def _range(raw: Mapping[str, Any], where: str) -> Dimension:
                           "log")
     step = raw.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int | float)
-                             or step <= 0):
+                             or not math.isfinite(step) or step <= 0):
         raise ConfigError(f"{where}: step: got {shown(step)}; expected a number > 0")
     if step is not None and log:
         raise ConfigError(f"{where}: step and log: true cannot be combined; drop one")

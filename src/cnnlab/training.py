@@ -421,8 +421,6 @@ def _write_record(config: Config, run_dir: Path, metrics: dict[str, Any],
     try:
         report.write_run_page(run)
     except Exception as exc:  # noqa: BLE001 - the run is not lost for want of a page
-        if isinstance(exc, OSError):
-            raise
         log(f"report.html not written for {run_dir}: {type(exc).__name__}: {exc}")
     phases.add("report", time.perf_counter() - start)
     metrics["phases"] = phases.record()
