@@ -105,13 +105,19 @@ def format_table(rows: list[dict[str, Any]], param_columns: list[str]) -> str:
              ("test_accuracy", "test acc"), ("overfit_epoch", "overfit"),
              ("ms_per_step", "ms/step"), ("s_per_epoch", "s/epoch"),
              ("trainable_params", "params"), ("status", "status")]
-    body = [[format_number(row.get(key)) if key in METRIC_COLUMNS else str(row.get(key))
+    body = [[format_number(row.get(key)) if key in METRIC_COLUMNS else _param_text(row.get(key))
              for key, _ in shown] for row in best_first(rows)]
     header = [title for _, title in shown]
     widths = [max(len(c) for c in col) for col in zip(header, *body, strict=True)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in [header, ["-" * w for w in widths], *body]]
     return "\n".join(lines)
+
+
+def _param_text(value: Any) -> str:
+    """A parameter cell of the console table: a search's sampled floats to 4 digits
+    (results.csv keeps them exact)."""
+    return format(value, ".4g") if isinstance(value, float) else str(value)
 
 
 def format_number(value: Any) -> str:

@@ -149,8 +149,9 @@ class Trials:
         search = self.base.search
         ref = TrialRef(storage_url(self.sweep_dir), self.base.name, number, self.epoch_value,
                        search.pruner, search.trials, epochs(self.base))
-        try:
-            return trial_run(self.base, position, params, ref)
+        try:  # the folder name it was asked with (positions shift when one is cut off)
+            return dataclasses.replace(trial_run(self.base, position, params, ref),
+                                       id=run_id, arm=run_id)
         except ConfigError:  # an invalid sample: shown with its values, the base config
             config = config_from_dict(merge(self.base.common,
                                             {"name": run_id.replace("=", "-")}))

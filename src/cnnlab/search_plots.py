@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from matplotlib.ticker import MaxNLocator
+
 from cnnlab.plots import plt, save_figure
 
 STATE_STYLE = {"complete": ("o", "tab:blue", "finished"), "pruned": ("x", "tab:orange",
@@ -30,6 +32,7 @@ def plot_history(points: Sequence[tuple[int, float | None, str]], metric: str,
     if drawn:
         ax.step(*zip(*drawn, strict=True), where="post", color="tab:green", label="best so far")
     ax.set_xlabel("trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(metric)
     ax.set_title(f"{title}: {metric} by trial")
     ax.grid(alpha=0.3)
