@@ -41,7 +41,7 @@ def sweep_folder(tmp_path_factory, cache_dir, sample_archive) -> Path:
                      "note": "<b>not bold</b> & co"})
         if name == "lr-0.1":
             assert run.status == "finished" and not (root / name / "report.html").exists()
-            assert logged[-1].startswith("report.html not written for")
+            assert any(line.startswith("report.html not written for") for line in logged)
         else:  # the page written at the end of training shows this run's figures
             written = parse_page((root / name / "report.html").read_text())
             assert written.title == "cnnlab run: baseline"
@@ -210,7 +210,11 @@ def fresh_run(tmp_path_factory, sample_archive, cache_dir) -> Path:
         "--set", "data.val_size=100", "--set", "data.test_size=100",
         "--set", "train.epochs=3", "--set", "train.verbose=0"])
     assert result.exit_code == 0, result.output
-    assert (out / "report.html").stat().st_mtime_ns >= (out / "metrics.json").stat().st_mtime_ns
+    # written by training after the figures, just before metrics.json (which marks the
+    # run finished, so it is written last): not rebuilt by a later command
+    page = (out / "report.html").stat().st_mtime_ns
+    assert (out / "curves.png").stat().st_mtime_ns <= page
+    assert page <= (out / "metrics.json").stat().st_mtime_ns
     return out
 
 
@@ -245,10 +249,16 @@ def test_fresh_run_page_in_browser(browser, fresh_run):
     shown = {key: value for key, value in _table(browser, "Metrics")[1:]}
     expected = {k: v for k, v in metrics.items()
                 if k not in ("data", "environment", "confusion_matrix", "timing_note",
-                             "per_class", "most_confused")}  # their own section
+                             "per_class", "most_confused", "phases")}  # their own section
     assert set(shown) == set(expected)
     for key, value in expected.items():
         _assert_shown(shown[key], value, key)
+    # the phases of the run, as recorded (all but the page's own, timed after it)
+    phases = {key: value for key, value in _table(browser, "Time per phase of the run (s)")[1:]}
+    recorded = {k: v for k, v in metrics["phases"].items() if k != "report"}
+    assert set(phases) == set(recorded) and metrics["phases"]["report"] >= 0
+    for key, value in recorded.items():
+        _assert_shown(phases[key], value, key)
     assert metrics["timing_note"] in browser.find_element("tag name", "body").text
     # the history table is history.csv, row for row
     table = _table(browser, "History and timing per epoch")
