@@ -319,8 +319,8 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "file's search.trials; the same --out with more trials continues it.")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
-              help="local: one run after another in this process; ray: each run a Ray task "
-                   '(pip install "cnnlab[ray]"; see docs/scaling.md).')
+              help="local: on this machine (--jobs for several runs at once); ray: each "
+                   'run a Ray task (pip install "cnnlab[ray]"; see docs/scaling.md).')
 @click.option("--address", default=None, metavar="ADDRESS",
               help="Ray cluster to join (auto: the running one); default: start Ray here.")
 @click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,
