@@ -84,7 +84,7 @@ def search_from_dict(raw: Any, trials: int | None, metrics: Mapping[str, str],
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{origin}: search: got {shown(raw)}; expected a mapping, e.g. "
                           "{strategy: tpe, trials: 20}")
-    _known(raw, SEARCH_KEYS, f"{origin}: search")
+    check_known(raw, SEARCH_KEYS, f"{origin}: search")
     strategy = _choice(raw.get("strategy", "tpe"), STRATEGIES, f"{origin}: search: strategy")
     metric = _choice(raw.get("metric", "best_val_accuracy"), tuple(metrics),
                      f"{origin}: search: metric")
@@ -116,7 +116,7 @@ def _dimension(raw: Any, where: str) -> Dimension:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: got {shown(raw)}; expected {{low: .., high: ..}} or "
                           "{choices: [...]}")
-    _known(raw, DIMENSION_KEYS, where)
+    check_known(raw, DIMENSION_KEYS, where)
     if "choices" in raw:
         if set(raw) != {"choices"}:
             raise ConfigError(f"{where}: choices cannot be combined with "
@@ -171,12 +171,14 @@ def as_axes(space: Mapping[str, Dimension], origin: str) -> dict[str, list[Any]]
     return axes
 
 
-def _known(raw: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
+def check_known(raw: Mapping[str, Any], keys: tuple[str, ...], where: str,
+                noun: str = "key") -> None:
+    """ConfigError for the first key of ``raw`` not in ``keys``, with "did you mean"."""
     for key in raw:
         if key not in keys:
             match = difflib.get_close_matches(str(key), keys, n=1, cutoff=0.5)
-            hint = f"did you mean '{match[0]}'?" if match else "valid: " + ", ".join(keys)
-            raise ConfigError(f"{where}: unknown key '{key}'; {hint}")
+            hint = f"did you mean '{match[0]}'?" if match else "valid keys: " + ", ".join(keys)
+            raise ConfigError(f"{where}: unknown {noun} '{key}'; {hint}")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], where: str) -> str:

@@ -24,7 +24,6 @@ training starts.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
@@ -49,7 +48,14 @@ from cnnlab.config import (
     shown,
 )
 from cnnlab.errors import ConfigError
-from cnnlab.search_spec import Dimension, Search, as_axes, search_from_dict, space_from_dict
+from cnnlab.search_spec import (
+    Dimension,
+    Search,
+    as_axes,
+    check_known,
+    search_from_dict,
+    space_from_dict,
+)
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "sweeps"
 SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats",
@@ -161,7 +167,7 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{origin}: expected a mapping with base and axes and/or variants, "
                           f"got {type(raw).__name__}")
-    _check_sweep_keys(raw, origin)
+    check_known(raw, SWEEP_KEYS, origin, noun="sweep key")
     base = _base(raw.get("base"), origin, base_dir)
     sweep_set = _dotted(raw.get("set"), f"{origin}: set")
     cli = overrides.items() if isinstance(overrides, Mapping) else map(parse_override, overrides)
@@ -252,15 +258,6 @@ def _repeats(value: Any, where: str) -> int:
         raise ConfigError(f"{where}: repeats: got {shown(value)}; expected a whole number >= 1 "
                           "(the seeds each arm is trained with)")
     return value
-
-
-def _check_sweep_keys(raw: Mapping[str, Any], origin: str) -> None:
-    for key in raw:
-        if key not in SWEEP_KEYS:
-            match = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1, cutoff=0.5)
-            hint = (f"did you mean '{match[0]}'?" if match
-                    else "valid keys: " + ", ".join(SWEEP_KEYS))
-            raise ConfigError(f"{origin}: unknown sweep key '{key}'; {hint}")
 
 
 def _base(value: Any, origin: str, base_dir: Path) -> dict[str, Any]:
