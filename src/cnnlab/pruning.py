@@ -22,7 +22,7 @@ def stop_check(ref: TrialRef) -> Callable[[int, dict[str, float]], bool]:
     # a loaded study has Optuna's default pruner: give it the search's
     study = optuna.load_study(study_name=ref.study, storage=ref.storage,
                               pruner=make_pruner(ref.pruner, ref.trials, ref.epochs))
-    trial = optuna.trial.Trial(study, _trial_id(study, ref.number))
+    trial = optuna.trial.Trial(study, trial_id(study, ref.number))
 
     def check(epoch: int, logs: dict[str, float]) -> bool:
         value = float(logs.get(ref.epoch_value, math.nan))
@@ -47,7 +47,7 @@ def make_pruner(name: str, trials: int, epochs: int) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def _trial_id(study: object, number: int) -> int:
+def trial_id(study: object, number: int) -> int:
     """The storage's id of trial ``number``, which ``optuna.trial.Trial`` needs (Optuna
     gives it to no public attribute)."""
     return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)

@@ -141,21 +141,22 @@ class Trials:
                     or trial.user_attrs.get(REASON_ATTR) == INTERRUPTED):
                 continue
             params = values(trial.params, self.base.space)
-            found.append(self._run(len(found), params, trial.number, run_id))
+            found.append(self._run(len(found), params, trial.number, run_id)[0])
         return found
 
     def _run(self, position: int, params: dict[str, Any], number: int, run_id: str
-             ) -> SweepRun:
+             ) -> tuple[SweepRun, str | None]:
+        """The trial's run, and why its sampled config is invalid (None: valid)."""
         search = self.base.search
         ref = TrialRef(storage_url(self.sweep_dir), self.base.name, number, self.epoch_value,
                        search.pruner, search.trials, epochs(self.base))
         try:  # the folder name it was asked with (positions shift when one is cut off)
             return dataclasses.replace(trial_run(self.base, position, params, ref),
-                                       id=run_id, arm=run_id)
-        except ConfigError:  # an invalid sample: shown with its values, the base config
+                                       id=run_id, arm=run_id), None
+        except ConfigError as exc:  # an invalid sample: shown with its values, base config
             config = config_from_dict(merge(self.base.common,
                                             {"name": run_id.replace("=", "-")}))
-            return SweepRun(position + 1, run_id, None, params, config, run_id, 0, ref)
+            return SweepRun(position + 1, run_id, None, params, config, run_id, 0, ref), str(exc)
 
     def next_run(self) -> SweepRun | None:
         while len(self.runs) < self.total:
@@ -163,12 +164,10 @@ class Trials:
             params = suggest(trial, self.base.space)
             run_id = trial_name(len(self.runs), params)
             trial.set_user_attr(RUN_ATTR, run_id)
-            run = self._run(len(self.runs), params, trial.number, run_id)
+            run, invalid = self._run(len(self.runs), params, trial.number, run_id)
             self._add(run)
-            try:
-                trial_run(self.base, run.index - 1, params)
-            except ConfigError as exc:
-                self._invalid(trial, run, str(exc))
+            if invalid:
+                self._invalid(trial, run, invalid)
                 continue
             self.asked[run.id] = trial.number
             return run
@@ -208,11 +207,8 @@ class Trials:
 
 
 def _set_reason(study: optuna.Study, number: int, reason: str) -> None:
-    """A user attribute on trial ``number`` after the process that asked it is gone
-    (Optuna's storage API; a Trial object exists only in the asking process)."""
-    storage = study._storage
-    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-    storage.set_trial_user_attr(trial_id, REASON_ATTR, reason)
+    """A user attribute on trial ``number`` after the process that asked it is gone."""
+    study._storage.set_trial_user_attr(pruning.trial_id(study, number), REASON_ATTR, reason)
 
 
 # --- what the study shows ---
