@@ -237,8 +237,7 @@ def read_cached(path: Path, cfg: DataConfig, log: Log = print) -> tuple[RawData,
     cache = _cache_root(cfg) / f"{key}.arrays"
     if cfg.cache and cache.is_dir():
         try:
-            return _read_arrays(cache), json.loads((cache / "meta.json").read_text())[
-                "format"], fp
+            return (*_read_arrays(cache), fp)
         except (OSError, ValueError, KeyError):
             log(f"data cache {cache} unreadable; decoding again")
     raw, fmt = _read(path, cfg.source, cfg)
@@ -250,12 +249,13 @@ def read_cached(path: Path, cfg: DataConfig, log: Log = print) -> tuple[RawData,
 _ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _read_arrays(folder: Path) -> RawData:
+def _read_arrays(folder: Path) -> tuple[RawData, str]:
+    """The cached arrays and their format."""
     # plain ndarray views of the mapped files: they behave (and pickle) as arrays read
     arrays = [np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False).view(
         np.ndarray) for name in _ARRAYS]
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    return RawData(*arrays, tuple(meta["class_names"]))
+    return RawData(*arrays, tuple(meta["class_names"])), str(meta["format"])
 
 
 def _write_arrays(folder: Path, raw: RawData, fmt: str) -> None:

@@ -81,8 +81,7 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
 def _executor(source: sweep_runner.Source, backend: str, options: RayOptions | None,
               at_once: int, cores: int | None, log: Log, unplanned: Config | None
               ) -> sweep_runner.Executor:
-    todo = [r for r in source.sweep.runs if isinstance(source, sweep_runner.Plan)
-            and r in source.queue]
+    todo = list(source.queue) if isinstance(source, sweep_runner.Plan) else []
     if backend == "ray":
         return RayExecutor(todo, options or RayOptions(), log,
                            configs=[unplanned] if unplanned else None)

@@ -15,7 +15,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -415,14 +414,13 @@ def _write_record(config: Config, run_dir: Path, metrics: dict[str, Any],
     """report.html, then metrics.json (last: it marks the run finished), both with the
     phases. A kill in between leaves a run that is not finished, never a finished run
     whose record is rewritten later."""
-    start = time.perf_counter()
-    metrics["phases"] = phases.record()
-    run = runs.Run(run_dir, config.to_dict(), _json_safe(metrics), rows)
-    try:
-        report.write_run_page(run)
-    except Exception as exc:  # noqa: BLE001 - the run is not lost for want of a page
-        log(f"report.html not written for {run_dir}: {type(exc).__name__}: {exc}")
-    phases.add("report", time.perf_counter() - start)
+    with phases("report"):
+        metrics["phases"] = phases.record()
+        run = runs.Run(run_dir, config.to_dict(), _json_safe(metrics), rows)
+        try:
+            report.write_run_page(run)
+        except Exception as exc:  # noqa: BLE001 - the run is not lost for want of a page
+            log(f"report.html not written for {run_dir}: {type(exc).__name__}: {exc}")
     metrics["phases"] = phases.record()
     (run_dir / runs.STATUS_FILE).unlink(missing_ok=True)  # metrics.json alone: finished
     runs.write_json(run_dir / runs.METRICS_FILE, _json_safe(metrics))
