@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 KERAS = "keras"
@@ -40,14 +42,15 @@ class Size:
     val: int
     test: int
     epochs: int
+    goal: float  # the issue's speed-up goal against the plain loop
 
     def describe(self) -> str:
         return (f"{self.name} = {self.train} / {self.val} / {self.test} training / validation "
                 f"/ test images, {self.epochs} epoch{'s' if self.epochs != 1 else ''}")
 
 
-PRESETS = {"small": Size("small", 2000, 500, 1000, 4),
-           "report": Size("report", 5000, 1000, 2000, 20)}
+PRESETS = {"small": Size("small", 2000, 500, 1000, 4, 2.5),
+           "report": Size("report", 5000, 1000, 2000, 20, 4.0)}
 
 
 def label(jobs: str | None) -> str:
@@ -73,12 +76,13 @@ def plain_keras(args: argparse.Namespace) -> None:
     from cnnlab.config import load_config
     from cnnlab.data import load_dataset
 
-    size = Size("plain", args.train_size, args.val_size, args.test_size, args.epochs)
+    size = Size("plain", args.train_size, args.val_size, args.test_size, args.epochs, 1.0)
     cfg = load_config("baseline", data_overrides(size, args))
     data = load_dataset(cfg.data, cfg.seed, log=lambda _: None)
     one_hot = np.eye(10, dtype="float32")
     with tempfile.TemporaryDirectory() as tmp:
         for batch in BATCH_SIZES:
+            start = time.perf_counter()
             keras.utils.set_random_seed(0)
             model = keras.Sequential([
                 keras.Input((32, 32, 3)),
@@ -96,6 +100,8 @@ def plain_keras(args: argparse.Namespace) -> None:
                       epochs=args.epochs, validation_data=(data.x_val, one_hot[data.y_val]),
                       verbose=0, callbacks=[checkpoint])
             model.evaluate(data.x_test, one_hot[data.y_test], verbose=0)
+            print(json.dumps({"batch": batch, "seconds": time.perf_counter() - start}),
+                  flush=True)
 
 
 def plain_command(size: Size, args: argparse.Namespace) -> list[str]:
@@ -116,7 +122,8 @@ def cnnlab_command(size: Size, jobs: str, sweep_dir: Path,
     return cmd
 
 
-def timed(cmd: list[str]) -> float:
+def timed(cmd: list[str]) -> tuple[float, str]:
+    """Wall seconds of ``cmd`` and its standard output."""
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
@@ -124,7 +131,7 @@ def timed(cmd: list[str]) -> float:
     if proc.returncode:
         sys.exit(f"failed (exit {proc.returncode}): {shlex.join(cmd)}\n"
                  f"{(proc.stderr or proc.stdout)[-3000:]}")
-    return elapsed
+    return elapsed, proc.stdout
 
 
 def keep_dir(args: argparse.Namespace, size: Size, jobs: str) -> Path:
@@ -132,32 +139,49 @@ def keep_dir(args: argparse.Namespace, size: Size, jobs: str) -> Path:
 
 
 def run_variant(jobs: str | None, size: Size, first: bool,
-                args: argparse.Namespace) -> tuple[float, list[str]]:
+                args: argparse.Namespace) -> tuple[float, list[str], str]:
+    """Wall seconds, the command and its output."""
     if jobs is None:
         cmd = plain_command(size, args)
-        return timed(cmd), cmd
+        seconds, output = timed(cmd)
+        return seconds, cmd, output
     with tempfile.TemporaryDirectory() as tmp:
         kept = first and args.keep is not None
         sweep_dir = keep_dir(args, size, jobs) if kept else Path(tmp) / "sweep"
         cmd = cnnlab_command(size, jobs, sweep_dir, args)
-        return timed(cmd), cmd
+        seconds, output = timed(cmd)
+        return seconds, cmd, output
 
 
-def measure(sizes: list[Size], args: argparse.Namespace) -> tuple[dict, dict]:
-    """Wall seconds per (size, variant label), every repeat; and each first command."""
+def measure(sizes: list[Size], args: argparse.Namespace) -> tuple[dict, dict, dict]:
+    """Wall seconds per (size, variant label), every repeat; each first command; and the
+    plain loop's seconds per batch size (first repeat) per size."""
     variants: list[str | None] = [None, *args.jobs]
     times: dict[tuple[str, str], list[float]] = {}
     commands: dict[tuple[str, str], str] = {}
+    plain_runs: dict[str, dict[int, float]] = {}
     for size in sizes:
         for repeat in range(args.repeats):
             shift = repeat % len(variants)
             for jobs in variants[shift:] + variants[:shift]:
-                seconds, cmd = run_variant(jobs, size, repeat == 0, args)
+                seconds, cmd, output = run_variant(jobs, size, repeat == 0, args)
+                if jobs is None and repeat == 0:
+                    plain_runs[size.name] = plain_seconds(output)
                 key = (size.name, label(jobs))
                 times.setdefault(key, []).append(seconds)
                 commands.setdefault(key, shlex.join(cmd))
                 print(f"{size.name} {label(jobs)}: {seconds:.1f} s", flush=True)
-    return times, commands
+    return times, commands, plain_runs
+
+
+def plain_seconds(output: str) -> dict[int, float]:
+    """The plain loop's seconds per batch size, from the JSON lines it prints."""
+    found = {}
+    for line in output.splitlines():
+        if line.startswith("{"):
+            record = json.loads(line)
+            found[int(record["batch"])] = float(record["seconds"])
+    return found
 
 
 def result_rows(sizes: list[Size], times: dict) -> list[dict]:
@@ -210,6 +234,84 @@ def phase_lines(sizes: list[Size], args: argparse.Namespace) -> list[str]:
     for (name, variant, runs), sums in found.items():
         cells = " | ".join(f"{sums[p]:.1f}" if p in sums else "" for p in phases)
         lines.append(f"| {name} | {variant} | {runs} | {cells} |")
+    return lines
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """One run of a kept sweep, from its metrics.json phases (seconds)."""
+    batch: int
+    threads: int  # TensorFlow op threads; 0: all cores
+    cores: int
+    run_s: float  # every phase but the TensorFlow import
+    training_s: float  # first epoch (graph tracing included) and the later epochs
+    steady_s: float  # every epoch at the later epochs' speed: the training's least time
+    import_s: float
+
+    @property
+    def other_s(self) -> float:
+        return self.run_s - self.training_s
+
+
+def run_costs(sweep_dir: Path) -> list[RunCost]:
+    costs = []
+    for path in sorted(sweep_dir.glob("*/metrics.json")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        phases, cpu = metrics["phases"], metrics["environment"]
+        config = yaml.safe_load((path.parent / "config.yaml").read_text(encoding="utf-8"))
+        epochs = int(metrics["epochs_run"])
+        training = phases["first_epoch"] + phases["later_epochs"]
+        steady = (phases["later_epochs"] * epochs / (epochs - 1) if epochs > 1
+                  else phases["first_epoch"])
+        costs.append(RunCost(
+            int(config["train"]["batch_size"]), int(cpu["tensorflow_cpu"]["threads"]),
+            int(cpu["cpu_count"]), sum(phases.values()) - phases["tensorflow_import"],
+            training, steady, phases["tensorflow_import"]))
+    return costs
+
+
+def floor_seconds(costs: list[RunCost]) -> float:
+    """The least wall time of --jobs auto if nothing cost time but one TensorFlow import
+    and the epochs at steady speed: one-thread runs packed onto the cores, longest
+    first; the all-cores runs one after another."""
+    lanes = [0.0] * costs[0].cores
+    for cost in sorted((c for c in costs if c.threads == 1), key=lambda c: -c.steady_s):
+        lanes[lanes.index(min(lanes))] += cost.steady_s
+    alone = sum(c.steady_s for c in costs if c.threads != 1)
+    imports = [c.import_s for c in costs if c.import_s > 0]
+    return min(imports, default=0.0) + max(lanes) + alone
+
+
+def cost_lines(size: Size, costs: list[RunCost], plain: dict[int, float],
+               keras_s: float) -> list[str]:
+    """Per run: the plain loop's seconds against cnnlab --jobs 1's; then the floor."""
+    lines = ["", f"{size.name}: each run, plain Keras against cnnlab --jobs 1 (seconds; "
+             "cnnlab without the TensorFlow import):", "",
+             "| batch | threads | plain Keras | cnnlab | training | other | other / training |",
+             "|---|---|---|---|---|---|---|"]
+    for c in costs:
+        keras_run = f"{plain[c.batch]:.1f}" if c.batch in plain else ""
+        lines.append(f"| {c.batch} | {c.threads or 'all'} | {keras_run} | {c.run_s:.1f} | "
+                     f"{c.training_s:.1f} | {c.other_s:.1f} | "
+                     f"{c.other_s / c.training_s:.0%} |")
+    floor = floor_seconds(costs)
+    return lines + ["", f"{size.name}: the floor of --jobs auto (one TensorFlow import, every "
+                    f"epoch at steady speed, nothing else; one-thread runs packed on "
+                    f"{costs[0].cores} cores, all-cores runs alone): {floor:.1f} s, "
+                    f"{keras_s / floor:.2f}x the plain loop's {keras_s:.1f} s "
+                    f"(goal {size.goal}x)."]
+
+
+def floor_lines(sizes: list[Size], args: argparse.Namespace, times: dict,
+                plain_runs: dict[str, dict[int, float]]) -> list[str]:
+    if args.keep is None or "1" not in args.jobs:
+        return []
+    lines = []
+    for size in sizes:
+        costs = run_costs(keep_dir(args, size, "1"))
+        if costs:
+            keras_s = min(times[(size.name, KERAS)])
+            lines += cost_lines(size, costs, plain_runs.get(size.name, {}), keras_s)
     return lines
 
 
@@ -331,11 +433,11 @@ def main() -> None:
     if args.keep:
         check_keep(sizes, args)
     started = time.localtime()
-    times, commands = measure(sizes, args)
+    times, commands, plain_runs = measure(sizes, args)
     rows = result_rows(sizes, times)
     table = table_lines(rows)
     lines = (header_lines(time.strftime("%Y-%m-%d %H:%M", started), sizes, commands, args)
-             + table + phase_lines(sizes, args))
+             + table + phase_lines(sizes, args) + floor_lines(sizes, args, times, plain_runs))
     stem = args.out / f"sweep-{time.strftime('%Y%m%d-%H%M', started)}"
     write_outputs(rows, lines, stem)
     print("\n".join(table))
