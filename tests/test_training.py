@@ -114,19 +114,42 @@ def test_config_errors_do_not_import_tensorflow() -> None:
     assert out.stderr.strip() == "cnnlab: error: train.epochs: got 0; expected an integer >= 1"
 
 
-def test_steps_per_execution_changes_speed_not_learning(tmp_path: Path, tiny_config) -> None:
-    from cnnlab.training import steps_per_execution, train
+def test_steps_per_execution_changes_speed_not_learning(tiny_config) -> None:
+    from cnnlab.training import steps_per_execution
 
-    histories = []
-    for spe in (1, "auto"):
-        run = train(tiny_config("baseline", **{"train.steps_per_execution": spe}),
-                    tmp_path / str(spe), log=lambda _: None)
-        histories.append([(r["loss"], r["val_accuracy"]) for r in run.history])
-    assert histories[0] == histories[1]
     cfg = tiny_config("baseline", **{"train.batch_size": 32})
     assert steps_per_execution(cfg.train, 300) == 10  # auto: one call per epoch
     capped = tiny_config("baseline", **{"train.steps_per_execution": 64})
     assert steps_per_execution(capped.train, 300) == 10
+
+
+LEARNING = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+@pytest.mark.parametrize(("base", "overrides"), [
+    ("baseline", {"train.batch_size": 32}),  # a partial last batch (300 = 9 x 32 + 12)
+    ("baseline", {"train.batch_size": 1}),
+    ("baseline", {"train.batch_size": 30, "train.shuffle": False}),  # full batches only
+    ("best", {"train.batch_size": 16, "train.label_smoothing": 0.1, "model.batch_norm": True,
+              "model.conv_dropout": 0.2, "model.augment": True, "model.l2": 0.001,
+              "train.epochs": 3}),
+], ids=["partial-batch", "batch-1", "no-shuffle", "adam-bn-dropout-augment"])
+def test_batches_sliced_in_the_graph_learn_exactly_what_fit_learns(
+        tmp_path: Path, tiny_config, base: str, overrides: dict) -> None:
+    """steps_per_execution auto slices each epoch's batches in the graph
+    (cnnlab.graph_batches); 1 is plain fit reading Keras' iterator. Every number of the
+    history and the test set must be bit-identical."""
+    from cnnlab.training import train
+
+    runs = {spe: train(tiny_config(base, **overrides,
+                                   **{"train.steps_per_execution": spe}),
+                       tmp_path / str(spe), log=lambda _: None) for spe in (1, "auto")}
+    fit, graph = runs[1], runs["auto"]
+    assert [[r[k] for k in LEARNING] for r in graph.history] == \
+        [[r[k] for k in LEARNING] for r in fit.history]
+    for key in ("test_loss", "test_accuracy", "confusion_matrix", "best_epoch"):
+        assert graph.metrics[key] == fit.metrics[key], key
+    assert len(graph.history) == overrides.get("train.epochs", 2)
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])

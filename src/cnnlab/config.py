@@ -348,7 +348,9 @@ class TrainConfig:
                            "2 one line per epoch")
     steps_per_execution: int | str = setting(
         "auto", _auto_or(_int(1)),
-        "optimizer steps per call into the compiled graph; auto: a whole epoch per call")
+        "optimizer steps per call into the compiled graph; auto: a whole epoch per call (its "
+        "batches, and the validation's, then sliced inside the graph: same results, faster on a "
+        "CPU)")
     onednn: bool | str = setting(
         "auto", _auto_or(_bool),
         "TensorFlow's oneDNN CPU kernels; auto: $TF_ENABLE_ONEDNN_OPTS if set, else on from "

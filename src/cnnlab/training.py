@@ -25,6 +25,7 @@ from cnnlab import (
     __version__,
     analysis,
     distribute,
+    graph_batches,
     optimization,
     plots,
     report,
@@ -319,14 +320,13 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / runs.HISTORY_FILE, timer, done_rows)
-    classes = data.num_classes
+    x_train, y_train, validation = _training_inputs(config, model, data)
     try:
         with phases("fit"):
             model.fit(
-                data.x_train, optimization.targets(config.train, data.y_train, classes),
+                x_train, y_train,
                 batch_size=config.train.batch_size, epochs=config.train.epochs,
-                validation_data=(data.x_val,
-                                 optimization.targets(config.train, data.y_val, classes)),
+                validation_data=validation,
                 shuffle=config.train.shuffle, verbose=config.train.verbose,
                 callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
                            pruner],
@@ -337,8 +337,25 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)
         raise TrainingInterrupted(run_dir) from None
+    finally:
+        graph_batches.remove(model)
     _split_fit_time(phases, [r["epoch_s"] for r in timer.rows])
     return recorder.rows
+
+
+def _training_inputs(config: Config, model: keras.Model, data: Dataset
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """What ``fit`` trains and validates on: the arrays, or the training images' indices
+    when the batches are sliced in the graph (:mod:`cnnlab.graph_batches`)."""
+    cfg, samples = config.train, len(data.y_train)
+    targets = optimization.targets(cfg, data.y_train, data.num_classes)
+    validation = (data.x_val, optimization.targets(cfg, data.y_val, data.num_classes))
+    if graph_batches.applies(cfg, steps_per_execution(cfg, samples), samples,
+                             len(data.y_val)):
+        indices = graph_batches.install(model, (data.x_train, targets), validation,
+                                        cfg.batch_size, cfg.shuffle)
+        return indices, targets, validation
+    return data.x_train, targets, validation
 
 
 def _split_fit_time(phases: Phases, epoch_seconds: list[float]) -> None:
