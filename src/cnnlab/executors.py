@@ -44,10 +44,16 @@ WORKER_BASE_BYTES = 900 * 2**20
 
 def train_run(run: SweepRun, run_dir: Path, log: Log) -> None:
     """The one thing every executor does with a run (a search's trial: with its pruner)."""
-    from cnnlab import training  # imports TensorFlow: after the CPU settings are chosen
-
     check = pruning.stop_check(run.trial) if run.trial else None
-    training.train(run.config, run_dir, log=log, stop_check=check)
+    _training().train(run.config, run_dir, log=log, stop_check=check)
+
+
+def _training() -> Any:
+    """:mod:`cnnlab.training`, imported on first use: it imports TensorFlow, which must
+    come after the process's CPU settings are chosen."""
+    from cnnlab import training
+
+    return training
 
 
 class InProcess:
@@ -58,6 +64,9 @@ class InProcess:
 
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         return not busy
+
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+        pass
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         future: Future[None] = Future()
@@ -109,6 +118,22 @@ class WorkerProcesses:
         used = sum(self._cost(runtime.wanted(b.config.train)) for b in busy)
         return used + self._cost(runtime.wanted(run.config.train)) <= self.cores
 
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+        """``run`` waits for cores the ``busy`` runs hold: if one is idle meanwhile, start
+        the worker ``run`` will want, so that its TensorFlow import overlaps their training."""
+        settings = runtime.wanted(run.config.train)
+        if self.cores is None or settings in self.pools or (
+                self.here and settings == runtime.active()):
+            return
+        if sum(self._cost(runtime.wanted(b.config.train)) for b in busy) < self.cores:
+            self._pool(settings, log).warm()
+
+    def _pool(self, settings: Settings, log: Log) -> _Worker:
+        if settings not in self.pools:
+            self.pools[settings] = _Worker(settings, self._processes(settings),
+                                           quiet=self.slots > 1, log=log)
+        return self.pools[settings]
+
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         settings = runtime.wanted(run.config.train)
         for idle in [s for s, left in self.left.items()
@@ -117,10 +142,7 @@ class WorkerProcesses:
         if self.here and settings == runtime.active():
             future = self.here.submit(run, run_dir, log)
         else:
-            if settings not in self.pools:
-                self.pools[settings] = _Worker(settings, self._processes(settings),
-                                               quiet=self.slots > 1, log=log)
-            future = self.pools[settings].submit(run, run_dir, log)
+            future = self._pool(settings, log).submit(run, run_dir, log)
         future.add_done_callback(lambda _: self.left.subtract([settings]))
         return future
 
@@ -268,6 +290,10 @@ class _Worker:
             self.pool = self._new_pool(multiprocessing.get_context("spawn"))
         return self.pool.submit(_worker_train, run, str(run_dir))
 
+    def warm(self) -> Future[None]:
+        """Start a worker process now and import TensorFlow there."""
+        return self.pool.submit(_worker_warm)
+
     def _read_queue(self) -> None:
         for kind, key, text in iter(self.queue.get, None):
             if kind == "pid":
@@ -318,6 +344,10 @@ def _exit_with_parent(parent: int) -> None:
     while os.getppid() == parent:
         time.sleep(1.0)
     os._exit(1)
+
+
+def _worker_warm() -> None:
+    _training()
 
 
 def _worker_train(run: SweepRun, run_dir: str) -> None:

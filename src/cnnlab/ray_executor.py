@@ -78,6 +78,9 @@ class RayExecutor:
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         return len(busy) < self.slots
 
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+        pass  # Ray starts its workers itself
+
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         if self.started is None:
             self._start()

@@ -48,6 +48,10 @@ class Executor(Protocol):
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         """Whether ``run`` may start now beside the runs in flight, ``busy``."""
 
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+        """``run`` does not fit beside ``busy`` yet: get ready for it meanwhile, if that
+        costs the busy runs nothing."""
+
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
         """Start training ``run`` into ``run_dir``; the future fails as training did."""
 
@@ -114,6 +118,8 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
                 head = retry.popleft() if retry else source.next_run()
             if not in_flight:
                 break
+            if head:
+                executor.prepare(head, [r for r, _ in in_flight.values()], log)
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: in_flight[f][0].index):
                 planned, start = in_flight.pop(future)
