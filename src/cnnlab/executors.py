@@ -65,7 +65,7 @@ class InProcess:
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         return not busy
 
-    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun]) -> None:
         pass
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:
@@ -118,15 +118,16 @@ class WorkerProcesses:
         used = sum(self._cost(runtime.wanted(b.config.train)) for b in busy)
         return used + self._cost(runtime.wanted(run.config.train)) <= self.cores
 
-    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun]) -> None:
         """``run`` waits for cores the ``busy`` runs hold: if one is idle meanwhile, start
-        the worker ``run`` will want, so that its TensorFlow import overlaps their training."""
+        the worker ``run`` will want, so that its TensorFlow import overlaps their training
+        (silently, as every worker of runs side by side starts)."""
         settings = runtime.wanted(run.config.train)
         if self.cores is None or settings in self.pools or (
                 self.here and settings == runtime.active()):
             return
         if sum(self._cost(runtime.wanted(b.config.train)) for b in busy) < self.cores:
-            self._pool(settings, log).warm()
+            self._pool(settings, lambda line: None).warm()
 
     def _pool(self, settings: Settings, log: Log) -> _Worker:
         if settings not in self.pools:

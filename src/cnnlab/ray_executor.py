@@ -78,7 +78,7 @@ class RayExecutor:
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         return len(busy) < self.slots
 
-    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun]) -> None:
         pass  # Ray starts its workers itself
 
     def submit(self, run: SweepRun, run_dir: Path, log: Log) -> Future[None]:

@@ -48,7 +48,7 @@ class Executor(Protocol):
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         """Whether ``run`` may start now beside the runs in flight, ``busy``."""
 
-    def prepare(self, run: SweepRun, busy: Sequence[SweepRun], log: Log) -> None:
+    def prepare(self, run: SweepRun, busy: Sequence[SweepRun]) -> None:
         """``run`` does not fit beside ``busy`` yet: get ready for it meanwhile, if that
         costs the busy runs nothing."""
 
@@ -119,7 +119,7 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
             if not in_flight:
                 break
             if head:
-                executor.prepare(head, [r for r, _ in in_flight.values()], log)
+                executor.prepare(head, [r for r, _ in in_flight.values()])
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             for future in sorted(done, key=lambda f: in_flight[f][0].index):
                 planned, start = in_flight.pop(future)
