@@ -114,7 +114,7 @@ def test_config_errors_do_not_import_tensorflow() -> None:
     assert out.stderr.strip() == "cnnlab: error: train.epochs: got 0; expected an integer >= 1"
 
 
-def test_steps_per_execution_changes_speed_not_learning(tiny_config) -> None:
+def test_steps_per_execution_auto_is_one_call_per_epoch(tiny_config) -> None:
     from cnnlab.training import steps_per_execution
 
     cfg = tiny_config("baseline", **{"train.batch_size": 32})

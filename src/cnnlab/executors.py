@@ -115,18 +115,20 @@ class WorkerProcesses:
             return False
         if self.cores is None:
             return True
-        used = sum(self._cost(runtime.wanted(b.config.train)) for b in busy)
-        return used + self._cost(runtime.wanted(run.config.train)) <= self.cores
+        return self._used(busy) + self._cost(runtime.wanted(run.config.train)) <= self.cores
+
+    def _used(self, busy: Sequence[SweepRun]) -> int:
+        """Cores the ``busy`` runs' threads take."""
+        return sum(self._cost(runtime.wanted(b.config.train)) for b in busy)
 
     def prepare(self, run: SweepRun, busy: Sequence[SweepRun]) -> None:
         """``run`` waits for cores the ``busy`` runs hold: if one is idle meanwhile, start
         the worker ``run`` will want, so that its TensorFlow import overlaps their training
         (silently, as every worker of runs side by side starts)."""
         settings = runtime.wanted(run.config.train)
-        if self.cores is None or settings in self.pools or (
-                self.here and settings == runtime.active()):
-            return
-        if sum(self._cost(runtime.wanted(b.config.train)) for b in busy) < self.cores:
+        # cores are packed only with --jobs auto, where every run goes to a worker
+        if self.cores is not None and settings not in self.pools and (
+                self._used(busy) < self.cores):
             self._pool(settings, lambda line: None).warm()
 
     def _pool(self, settings: Settings, log: Log) -> _Worker:
@@ -229,7 +231,7 @@ def jobs_for(jobs: str | int, planned: Sequence[Config]) -> tuple[int, int | Non
         return max(1, min(cores, len(planned), fit)), cores
     count = int(jobs)
     if count > fit:
-        need = max(map(run_memory, planned))
+        need = _largest_need(planned)
         raise ConfigError(f"--jobs {count}: {count} runs at once need about "
                           f"{_gb(count * need)} of memory, {_gb(available_memory())} is "
                           f"available; use --jobs {fit} or --jobs auto")
@@ -241,7 +243,11 @@ def _memory_fit(planned: Sequence[Config]) -> int:
     free = available_memory()
     if free is None:
         return len(planned)
-    return max(1, free // max(map(run_memory, planned)))
+    return max(1, free // _largest_need(planned))
+
+
+def _largest_need(planned: Sequence[Config]) -> int:
+    return max(map(run_memory, planned))
 
 
 def describe_jobs(jobs: str | int, at_once: int, cores: int | None,
@@ -253,7 +259,7 @@ def describe_jobs(jobs: str | int, at_once: int, cores: int | None,
             f"{cores} cores (one-thread runs side by side, an all-cores run alone)")
     wanted = min(cores, len(planned))
     if at_once < wanted:
-        need = max(map(run_memory, planned))
+        need = _largest_need(planned)
         line += (f"; not {wanted}: they would need about {_gb(wanted * need)} of memory, "
                  f"{_gb(available_memory())} is available")
     return line

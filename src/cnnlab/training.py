@@ -350,8 +350,7 @@ def _training_inputs(config: Config, model: keras.Model, data: Dataset
     cfg, samples = config.train, len(data.y_train)
     targets = optimization.targets(cfg, data.y_train, data.num_classes)
     validation = (data.x_val, optimization.targets(cfg, data.y_val, data.num_classes))
-    if graph_batches.applies(cfg, steps_per_execution(cfg, samples), samples,
-                             len(data.y_val)):
+    if graph_batches.applies(cfg, model.steps_per_execution, samples, len(data.y_val)):
         indices = graph_batches.install(model, (data.x_train, targets), validation,
                                         cfg.batch_size, cfg.shuffle)
         return indices, targets, validation
