@@ -172,9 +172,12 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer, recorder: Histo
     callbacks = [
         *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
         timer,
+        DiskGuard(run_dir),  # before the writes below
+        # TensorBoard; MLflow if enabled. Before the backup: an epoch a Ctrl-C leaves
+        # backed up (not redone on --resume) has been logged.
+        logging.opening, *tracking.callbacks(config, run_dir), logging.closing,
         saving.opening,
         recorder,
-        DiskGuard(run_dir),  # before the saves below
         checkpoint,
         keras.callbacks.TerminateOnNaN(),
         # Saves weights, optimizer state and the epoch after every epoch; resumed by --resume.
@@ -184,8 +187,7 @@ def _callbacks(config: Config, run_dir: Path, timer: EpochTimer, recorder: Histo
     if config.train.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", mode="min", patience=config.train.early_stopping))
-    # TensorBoard; MLflow if enabled
-    return [*callbacks, logging.opening, *tracking.callbacks(config, run_dir), logging.closing]
+    return callbacks
 
 
 def _resume_point(run_dir: Path) -> list[dict[str, Any]]:
