@@ -34,8 +34,8 @@ KINDS = ("fit", "tensors")
 def setup(args: argparse.Namespace):
     """The data, a freshly built model compiled as cnnlab compiles it, and the steps per
     epoch."""
-    from cnnlab import runtime
-    from cnnlab.config import load_config
+    from cnnlab.backend import runtime
+    from cnnlab.config.schema import load_config
 
     overrides = {"data.train_size": args.images, "data.val_size": 500, "data.test_size": 500,
                  "data.download": False, "data.cache_dir": args.cache_dir,
@@ -44,10 +44,10 @@ def setup(args: argparse.Namespace):
         overrides["data.path"] = args.data
     cfg = load_config("baseline", overrides)
     runtime.select(runtime.wanted(cfg.train))
-    from cnnlab import optimization
-    from cnnlab.data import load_dataset
-    from cnnlab.model import build_model
-    from cnnlab.tf import keras
+    from cnnlab.backend.tf import keras
+    from cnnlab.data.dataset import load_dataset
+    from cnnlab.training import optimization
+    from cnnlab.training.model import build_model
 
     data = load_dataset(cfg.data, cfg.seed, log=lambda _: None)
     keras.utils.set_random_seed(cfg.seed)
@@ -78,7 +78,7 @@ def graph_epoch(model, x, y, steps: int, batch: int):
 
 def fit_epochs(model, x, y, args: argparse.Namespace) -> list[float]:
     """Seconds of each epoch after the first, timed inside one ``fit`` as cnnlab calls it."""
-    from cnnlab.tf import keras
+    from cnnlab.backend.tf import keras
 
     class EpochClock(keras.callbacks.Callback):
         seconds: list[float] = []
@@ -139,7 +139,7 @@ def measure(args: argparse.Namespace) -> list[dict]:
 
 
 def report(rows: list[dict], args: argparse.Namespace) -> list[str]:
-    from cnnlab.training import environment
+    from cnnlab.training.loop import environment
 
     env = environment()
     lines = [f"# model.fit against a plain graph loop, {time.strftime('%Y-%m-%d %H:%M')}", "",

@@ -73,8 +73,8 @@ def plain_keras(args: argparse.Namespace) -> None:
     import keras
     import numpy as np
 
-    from cnnlab.config import load_config
-    from cnnlab.data import load_dataset
+    from cnnlab.config.schema import load_config
+    from cnnlab.data.dataset import load_dataset
 
     size = Size("plain", args.train_size, args.val_size, args.test_size, args.epochs, 1.0)
     cfg = load_config("baseline", data_overrides(size, args))
@@ -316,7 +316,7 @@ def floor_lines(sizes: list[Size], args: argparse.Namespace, times: dict,
 
 
 def provenance() -> dict:
-    from cnnlab.training import environment
+    from cnnlab.training.loop import environment
 
     return environment()
 

@@ -38,7 +38,7 @@ BASELINE_TRAIN_FLOP_PER_IMAGE = 3 * (32 * 32 * 8 * 27 * 2 + 2048 * 64 * 2 + 64 *
 
 def baseline_config(args: argparse.Namespace, **extra: object):
     """The report's baseline on the benchmark's slice of the bundled/located CIFAR-10."""
-    from cnnlab.config import load_config
+    from cnnlab.config.schema import load_config
 
     return load_config("baseline", {
         "data.train_size": args.images, "data.val_size": 1000, "data.test_size": 1000,
@@ -49,7 +49,7 @@ def baseline_config(args: argparse.Namespace, **extra: object):
 
 def load_arrays(args: argparse.Namespace):
     """The standardized CIFAR-10 slice every framework trains on."""
-    from cnnlab.data import load_dataset
+    from cnnlab.data.dataset import load_dataset
 
     cfg = baseline_config(args)
     return load_dataset(cfg.data, cfg.seed, log=lambda _: None)
@@ -138,7 +138,7 @@ def worker_torch(args: argparse.Namespace) -> dict:
 
 def worker_matmul_peak(_: argparse.Namespace) -> dict:
     """TensorFlow float32 matmul GFLOP/s (2048x2048), best of 10."""
-    from cnnlab.tf import tf
+    from cnnlab.backend.tf import tf
 
     a = tf.random.normal((2048, 2048))
     tf.linalg.matmul(a, a).numpy()
@@ -162,7 +162,7 @@ def run_worker(kind: str, args: argparse.Namespace, batch: int = 0) -> dict:
 
 
 def parse_set(text: str) -> tuple[str, object]:
-    from cnnlab.config import parse_override
+    from cnnlab.config.schema import parse_override
 
     return parse_override(text)
 
@@ -176,7 +176,7 @@ def torch_available() -> bool:
 
 
 def provenance() -> dict:
-    from cnnlab.training import environment
+    from cnnlab.training.loop import environment
 
     env = environment()
     info = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": env["cpu"],

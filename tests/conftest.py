@@ -16,7 +16,7 @@ import pytest
 import yaml
 from helpers import sample_members, tiny_sets, write_tar
 
-from cnnlab.config import Config, load_config
+from cnnlab.config.schema import Config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "cifar10-sample.tar.gz"

@@ -38,8 +38,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.config import ALL_KEYS, FIELDS, SECTIONS
-from cnnlab.sweep_spec import SWEEP_KEYS
+from cnnlab.config.schema import ALL_KEYS, FIELDS, SECTIONS
+from cnnlab.sweep.spec import SWEEP_KEYS
 
 settings.register_profile(
     "ci", max_examples=50, deadline=None, database=None, print_blob=True,

@@ -22,10 +22,10 @@ from click.testing import CliRunner
 from helpers import one_line_error
 from PIL import Image
 
-from cnnlab import runs
 from cnnlab.cli import main
-from cnnlab.config import load_config
-from cnnlab.sweep import load_sweep
+from cnnlab.config.schema import load_config
+from cnnlab.runs import layout, storage
+from cnnlab.sweep.run import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -327,10 +327,10 @@ def test_commands_on_a_folder_that_is_not_a_finished_run(tmp_path: Path, command
     empty = tmp_path / "empty"
     empty.mkdir()
     interrupted = tmp_path / "interrupted"
-    runs.write_atomic(interrupted / "config.yaml", load_config("baseline").to_yaml())
-    runs.write_csv(interrupted / "history.csv", [{"epoch": 1}], runs.HISTORY_COLUMNS)
+    storage.write_atomic(interrupted / "config.yaml", load_config("baseline").to_yaml())
+    storage.write_csv(interrupted / "history.csv", [{"epoch": 1}], layout.HISTORY_COLUMNS)
     damaged = tmp_path / "damaged"
-    runs.write_atomic(damaged / "config.yaml", load_config("baseline").to_yaml())
+    storage.write_atomic(damaged / "config.yaml", load_config("baseline").to_yaml())
     (damaged / "metrics.json").write_text('{"status": "fini')  # half a file
     cases = [(empty, f"{empty}: not a finished run"),
              (interrupted, f"{interrupted}: not a finished run"),
@@ -365,8 +365,8 @@ def test_train_out_folder_that_is_not_empty(tmp_path: Path) -> None:
 def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     recorded = load_config("baseline", ["train.epochs=3"]).to_yaml()
-    runs.write_atomic(out / "config.yaml", recorded)
-    runs.write_json(out / "status.json", {"status": "interrupted"})
+    storage.write_atomic(out / "config.yaml", recorded)
+    storage.write_json(out / "status.json", {"status": "interrupted"})
     cli_error(["train", "baseline", "--out", str(out), "--resume", "--set", "train.epochs=5",
                "--set", "model.l2=0.01"],
               "holds a run of a different config (model.l2, train.epochs differ)")
@@ -383,7 +383,7 @@ def test_sweep_out_holding_something_else_is_refused(tmp_path: Path) -> None:
     first = write_sweep(tmp_path / "a.yaml", {"train.batch_size": [8, 16]})
     other = write_sweep(tmp_path / "b.yaml", {"train.batch_size": [32]})
     out = tmp_path / "out"
-    runs.write_atomic(out / "sweep.yaml", yaml.safe_dump(load_sweep(first).record()))
+    storage.write_atomic(out / "sweep.yaml", yaml.safe_dump(load_sweep(first).record()))
     subprocess_error("sweep", str(other), "--out", str(out),
                      fragments=(f"--out {out}: holds a different sweep",))
     plain = tmp_path / "plain"
@@ -403,7 +403,7 @@ PADDING_LINES = 600_000  # ~38 MB: writing and fsync-ing it takes long enough to
 WRITER = f"""
 import os, sys
 from pathlib import Path
-from cnnlab.runs import write_atomic
+from cnnlab.runs.storage import write_atomic
 target = Path(sys.argv[1])
 new = target.read_text(encoding="utf-8") + {PADDING!r} * {PADDING_LINES}
 os.write(1, b"writing\\n")
@@ -460,7 +460,7 @@ def test_write_atomic_leaves_old_or_new_under_sigkill(
             landed += 1
             assert len(set(_temporaries(out)) - before) == 1  # what the kill left behind
         elif content == new:  # the rename beat the kill: put the old file back, try again
-            runs.write_atomic(target, old)
+            storage.write_atomic(target, old)
     print(f"{landed} kills inside write_atomic in {attempts} attempts")
     # the next run of the same sweep deletes the leftovers, keeps the finished run
     again = CliRunner().invoke(main, ["sweep", str(sweep), "--out", str(out)])

@@ -17,31 +17,31 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from cnnlab.config import Config, load_config  # noqa: E402
+from cnnlab.config.schema import Config, load_config  # noqa: E402
 from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError  # noqa: E402
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from cnnlab.runs import Run
+    from cnnlab.runs.load import Run
 
 
 def train(config: Config, out_dir: str | Path | None = None, **kwargs: Any) -> Run:
-    """Train a config and write its run folder (see :func:`cnnlab.training.train`).
+    """Train a config and write its run folder (see :func:`cnnlab.training.loop.train`).
 
     Chooses TensorFlow's CPU settings (oneDNN, threads) from the config first
-    (:mod:`cnnlab.runtime`) when TensorFlow is not imported yet."""
-    from cnnlab import runtime
+    (:mod:`cnnlab.backend.runtime`) when TensorFlow is not imported yet."""
+    from cnnlab.backend import runtime
 
     runtime.select(runtime.wanted(config.train))
-    from cnnlab.training import train as _train
+    from cnnlab.training.loop import train as _train
 
     return _train(config, out_dir, **kwargs)
 
 
 def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
-    """Recompute a finished run's test metrics (see :func:`cnnlab.training.evaluate_run`)."""
-    from cnnlab.training import evaluate_run
+    """Recompute a finished run's test metrics (see :func:`cnnlab.training.loop.evaluate_run`)."""
+    from cnnlab.training.loop import evaluate_run
 
     return evaluate_run(run_dir, **kwargs)
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from cnnlab import __version__
-from cnnlab.config import load_config, reference
+from cnnlab.config.schema import load_config, reference
 from cnnlab.errors import CnnlabError, ConfigError, Interrupted
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
@@ -89,12 +89,12 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
     Example: cnnlab train configs/best.yaml --set data.train_size=5000 --out outputs/best
     """
     cfg = load_config(config, overrides)
-    from cnnlab import runs
+    from cnnlab.runs import storage
 
     if resume:  # refuse a wrong output folder before TensorFlow is loaded
-        runs.check_resumable(out, cfg.to_dict())
+        storage.check_resumable(out, cfg.to_dict())
     elif out is not None:
-        runs.check_out_dir(out)
+        storage.check_out_dir(out)
     import cnnlab
 
     cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks CPU settings, then imports TF
@@ -110,10 +110,10 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
     Example: cnnlab summary configs/baseline.yaml
     """
     cfg = load_config(config, overrides)
-    from cnnlab.data import input_spec
+    from cnnlab.data.dataset import input_spec
 
     input_shape, num_classes = input_spec(cfg.data)
-    from cnnlab.model import build_model, format_layer_table
+    from cnnlab.training.model import build_model, format_layer_table
 
     model = build_model(cfg.model, input_shape, num_classes, name=cfg.name)
     click.echo(f"{cfg.name}: input {'x'.join(map(str, input_shape))}, {num_classes} classes")
@@ -143,7 +143,7 @@ def _run_or_latest(run_dir: str | None) -> str:
     """RUN_DIR as given, else the most recent finished run under outputs/ (said on stderr)."""
     if run_dir is not None:
         return run_dir
-    from cnnlab.runs import latest_run
+    from cnnlab.runs.load import latest_run
 
     latest = latest_run()
     click.echo(f"using the most recent finished run: {latest}", err=True)
@@ -179,11 +179,11 @@ def evaluate(run_dir: str | None, trust_model: bool) -> None:
 
     Example: cnnlab evaluate outputs/best-20261125-120000
     """
-    from cnnlab.runs import read_run
+    from cnnlab.runs.load import read_run
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
-    from cnnlab.training import evaluate_run
+    from cnnlab.training.loop import evaluate_run
 
     result = evaluate_run(run_dir, log=click.echo, trust_model=trust_model)
     recorded = result["recorded_test_accuracy"]
@@ -221,12 +221,12 @@ def plot_activations(run_dir: str | None, layers: tuple[str, ...], images: tuple
 
     Example: cnnlab plot-activations outputs/best --layer block1_conv --image 7
     """
-    from cnnlab.runs import read_run
+    from cnnlab.runs.load import read_run
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
-    from cnnlab.activation_plots import plot_activations as draw
-    from cnnlab.report import try_write_report
+    from cnnlab.report.activations import plot_activations as draw
+    from cnnlab.report.pages import try_write_report
 
     written = draw(run_dir, layers, images, split, method, out, log=click.echo)
     click.echo(f"{len(written)} figures in {written[0].parent}" if written else "no figures")
@@ -245,7 +245,7 @@ def report(folder: str | None) -> None:
     Example: cnnlab report outputs/best
     """
     folder = _run_or_latest(folder)
-    from cnnlab.report import write_report
+    from cnnlab.report.pages import write_report
 
     click.echo(f"report: {write_report(folder, log=click.echo)}")
 
@@ -266,8 +266,8 @@ def predict(arguments: tuple[str, ...], top: int, as_json: bool, trust_model: bo
 
     Example: cnnlab predict outputs/best cat.jpg photos/ --top 2
     """
-    from cnnlab.predict import predict as predict_images
-    from cnnlab.predict import split_arguments
+    from cnnlab.inference.predict import predict as predict_images
+    from cnnlab.inference.predict import split_arguments
 
     run_dir, images = split_arguments(arguments)
     predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model)
@@ -298,7 +298,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
 
     Example: cnnlab export outputs/best --format tflite
     """
-    from cnnlab.export import export_run
+    from cnnlab.inference.export import export_run
 
     export_run(_run_or_latest(run_dir), fmt, out, log=click.echo, trust_model=trust_model)
 
@@ -342,7 +342,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
-    from cnnlab.sweep_spec import describe, load_sweep
+    from cnnlab.sweep.spec import describe, load_sweep
 
     spec = load_sweep(sweep, overrides, repeats, trials)
     if dry_run:
@@ -354,13 +354,13 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
         if jobs != 1 and source == click.core.ParameterSource.COMMANDLINE:
             raise ConfigError("--jobs is for --backend local; Ray trains as many runs at "
                                    "once as its CPUs allow (see --cpus-per-run)")
-        from cnnlab.ray_executor import RayOptions, check_reachable, import_ray
+        from cnnlab.sweep.ray import RayOptions, check_reachable, import_ray
 
         import_ray(address)  # one-line error naming the extra, before any folder is made
         if address and address != "auto":
             check_reachable(address)
         options = RayOptions(address, cpus_per_run, gpus_per_run)
-    from cnnlab.sweep import run_sweep
+    from cnnlab.sweep.run import run_sweep
 
     run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)
 
@@ -386,7 +386,7 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
 
     Example: cnnlab reproduce --repeats 2 --set train.epochs=5 --out outputs/study
     """
-    from cnnlab import reproduce as study
+    from cnnlab.reproduce import study
 
     plan = study.plan(overrides, repeats)
     if dry_run:
@@ -405,7 +405,7 @@ def compare(folders: tuple[str, ...], out: str | None) -> None:
 
     Example: cnnlab compare outputs/sweep-optimizer-20261125-120000 outputs/best --out outputs/cmp
     """
-    from cnnlab.compare import compare as compare_runs
+    from cnnlab.sweep.compare import compare as compare_runs
 
     compare_runs(folders, out, log=click.echo)
 

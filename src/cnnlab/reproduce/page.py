@@ -1,0 +1,97 @@
+"""The ``report.html`` of ``cnnlab reproduce``, laid out like the reference report.
+
+Section by section: each figure and table of the study, the reference report's own
+figure beside ours where it gives one, and the verdict on each of its claims. Pictures
+are embedded (:func:`cnnlab.report.pages.image`), so the page stands alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.report.pages import esc, image, key_values, page, per_class_table, table
+from cnnlab.reproduce.verdicts import HOLDS, Verdict
+from cnnlab.runs import layout, load, storage
+
+COLOURS = {HOLDS: "#1a7f37", "does not hold": "#b42318", "not distinguishable": "#8a6d00"}
+
+
+def _figures(folder: Path, names: tuple[str, ...], caption: str) -> str:
+    return "".join(image(folder / n, f"{caption}: {n}") for n in names if (folder / n).exists())
+
+
+def _findings(folder: Path) -> str:
+    path = folder / layout.FINDINGS_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    items = [f"<li>{esc(line[2:]).replace('**', '')}</li>" for line in lines
+             if line.startswith("- ")]
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def _verdicts(judged: list[Verdict], section: str | None = None) -> str:
+    shown = [v for v in judged if section is None or v.section == section]
+    if not shown:
+        return ""
+    rows = [[f'<b style="color:{COLOURS[v.verdict]}">{esc(v.verdict)}</b>', esc(v.section),
+             esc(v.claim), esc(v.evidence)] for v in shown]
+    return table(["verdict", "section", "claim of the report", "our numbers"], rows,
+                 raw_columns=(0, 1, 2, 3))
+
+
+def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
+              best_run: Path | None) -> list[tuple[str, str]]:
+    batch = root / "batch-size"
+    return [
+        ("The report's claims", _verdicts(judged)),
+        ("1. Data: split and standardization",
+         image(root / "standardization.png", "pixel values before and after per-image "
+               "standardization") + key_values(facts["split"])),
+        ("2. Reference models: trainable parameters", key_values(facts["params"])),
+        ("3. Batch size (Table 1, Figure 2)",
+         _verdicts(judged, "3") + _findings(batch) + _figures(
+             batch, ("timing_table.png", "timing.png", "accuracy.png", "curves.png"),
+             "batch-size sweep")),
+        ("4. Optimizers (Figure 3)", _sweep_section(root / "optimizer")),
+        ("6. Depth and grid search (Figures 4-5)",
+         _verdicts(judged, "6") + _sweep_section(root / "depth")
+         + _sweep_section(root / "grid")),
+        ("6. The best model (Figures 6-7)",
+         key_values(facts["best"]) + _best_model(root / "best-model", best_run)),
+        ("7. Over-fitting and its remedies (Figures 8-9)",
+         _verdicts(judged, "7") + key_values(facts["overfitting"])
+         + _sweep_section(root / "regularization")),
+        ("8. Activation maps (Figures 10-11)", _figures_in(best_run, layout.ACTIVATIONS_DIR)),
+    ]
+
+
+def _sweep_section(folder: Path) -> str:
+    return _findings(folder) + _figures(folder, ("accuracy.png", "curves.png"),
+                                        f"sweep {folder.name}")
+
+
+def _best_model(folder: Path, run_dir: Path | None) -> str:
+    if run_dir is None:
+        return '<p class="note">The best model has no finished run yet.</p>'
+    figures = _figures(run_dir, (layout.CURVES_FILE, layout.CONFUSION_FILE),
+                       f"best model, {run_dir.name}")
+    return _findings(folder) + figures + per_class_table(load.read_run(run_dir).metrics)
+
+
+def _figures_in(run_dir: Path | None, sub: str) -> str:
+    if run_dir is None:
+        return ""
+    return "".join(image(p, p.name) for p in sorted((run_dir / sub).glob("*.png")))
+
+
+def write(study: Any, root: Path, judged: list[Verdict], facts: dict[str, Any],
+          best_run: Path | None) -> Path:
+    """Write ``<root>/report.html``; returns its path. ``facts``: the study's figures
+    with the report's beside them (:func:`cnnlab.reproduce.study.facts`)."""
+    text = page("cnnlab reproduce: the reference CNN study",
+                _sections(root, judged, facts, best_run),
+                subtitle=f"{root.resolve()} -- {study.repeats} repeats per arm"
+                + (f"; --set {' '.join(study.overrides)}" if study.overrides else ""))
+    target = root / layout.REPORT_FILE
+    storage.write_atomic(target, text)
+    return target

@@ -1,0 +1,121 @@
+"""``cnnlab reproduce`` end to end on tiny real data, its page in headless Chromium, its
+verdict rules, and its refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import one_line_error
+
+from cnnlab.cli import main
+from cnnlab.reproduce import verdicts
+from cnnlab.runs import storage
+
+TINY = ["--set", "data.train_size=200", "--set", "data.val_size=100", "--set",
+        "data.test_size=100", "--set", "train.epochs=2", "--set", "train.verbose=0",
+        "--set", "data.download=false", "--set", "tracking.tensorboard=false"]
+SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization", "best-model")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, sample_archive: Path, cache_dir: Path) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("reproduce") / "study"
+    args = [*TINY, "--set", f"data.path={sample_archive}", "--set",
+            f"data.cache_dir={cache_dir}"]
+    result = CliRunner().invoke(main, ["reproduce", "--repeats", "2", *args, "--out",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_reproduce_runs_every_section_and_judges_every_claim(study) -> None:
+    out, output = study
+    for name in SWEEPS:
+        summary = storage.read_csv(out / name / "summary.csv")
+        assert summary and all(row["n"] == 2 for row in summary), name
+    assert len(storage.read_csv(out / "batch-size" / "results.csv")) == 18  # 9 arms x 2
+    findings = (out / "findings.md").read_text(encoding="utf-8")
+    section = findings.split("## The report's claims")[1].split("\n## ")[0]
+    claims = [line for line in section.splitlines() if line.startswith("- **")]
+    assert len(claims) == 10
+    assert all(any(f"**{v}**" in line for v in (verdicts.HOLDS, verdicts.FAILS,
+                                               verdicts.UNCLEAR)) for line in claims)
+    assert "## Sweep batch-size" in findings and "## Sweep regularization" in findings
+    assert "claims of the report hold; report: " in output
+    best_run = sorted((out / "best-model").glob("*/metrics.json"))[0].parent
+    drawn = sorted(p.name for p in (best_run / "activations").glob("*.png"))
+    assert [n.split("-")[0] for n in drawn] == ["block1_conv"] * 3 + ["block2_conv"] * 3 \
+        + ["block3_conv"] * 3
+
+
+def test_reproduce_page_in_the_browser(study, browser) -> None:
+    out, _ = study
+    browser.get((out / "report.html").resolve().as_uri())
+    headings = [h.text for h in browser.find_elements("tag name", "h2")]
+    assert headings[0] == "The report's claims"
+    assert [h.split(".")[0] for h in headings[1:]] == ["1", "2", "3", "4", "6", "6", "7", "8"]
+    body = browser.find_element("tag name", "body").text
+    assert "132010" in body and "39514" in body  # ours and the report's, side by side
+    images = browser.find_elements("tag name", "img")
+    assert len(images) >= 15
+    assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0
+               for img in images)
+
+
+def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir: Path) -> None:
+    out, _ = study
+    kept = (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns
+    args = [*TINY, "--set", f"data.path={sample_archive}", "--set",
+            f"data.cache_dir={cache_dir}"]
+    result = CliRunner().invoke(main, ["reproduce", "--repeats", "2", *args, "--out",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    kept_lines = [ln for ln in result.output.splitlines()
+                  if ln.startswith("[") and ln.endswith(": finished earlier, kept")]
+    assert len(kept_lines) == sum(len(storage.read_csv(out / name / "results.csv"))
+                                  for name in SWEEPS) == 70
+    assert "cleared the unfinished folder" not in result.output
+    assert (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns == kept
+    other = CliRunner().invoke(main, ["reproduce", "--repeats", "3", *args, "--out", str(out)])
+    assert other.exit_code == 2
+    one_line_error(other.stderr, "holds a study with other --repeats or --set")
+
+
+def test_dry_run_lists_every_run_and_estimates_the_time(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["reproduce", "--dry-run", *TINY])
+    assert result.exit_code == 0, result.output
+    assert "sweep batch-size (batch-size): 27 runs (9 arms x 3 repeats" in result.output
+    assert "105 runs in 6 sweeps; estimated time on this machine: about " in result.output
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_verdict_rules() -> None:
+    def arm(batch: int, mean: float, tied: bool | None, rank: int) -> dict:
+        return {"train.batch_size": batch, "arm": f"b{batch}", "rank": rank,
+                "best_val_accuracy_mean": mean, "best_val_accuracy_ci_low": mean - .01,
+                "best_val_accuracy_ci_high": mean + .01, "tied_with_best": tied}
+
+    peak = [arm(1, .40, False, 3), arm(8, .50, None, 1), arm(256, .41, False, 2)]
+    assert verdicts.rises_then_falls(peak).verdict == verdicts.HOLDS
+    flat = [arm(1, .48, True, 2), arm(8, .50, None, 1), arm(256, .41, False, 3)]
+    assert verdicts.rises_then_falls(flat).verdict == verdicts.UNCLEAR
+    edge = [arm(1, .50, None, 1), arm(8, .45, False, 2), arm(256, .41, False, 3)]
+    assert verdicts.rises_then_falls(edge).verdict == verdicts.FAILS
+    recalls = {"horse": .7, "cat": .2, "dog": .25, "bird": .3, "ship": .6}
+    assert verdicts.best_recognised(recalls, "horse").verdict == verdicts.HOLDS
+    assert verdicts.most_confused(recalls, ("bird", "cat", "dog")).verdict == verdicts.HOLDS
+    assert verdicts.most_confused({**recalls, "ship": .1}, ("bird", "cat", "dog")
+                                  ).verdict == verdicts.FAILS
+
+
+def test_bad_repeats_and_set_are_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["reproduce", "--repeats", "0", "--dry-run"])
+    assert result.exit_code == 2
+    one_line_error(result.stderr, "--repeats: repeats: got 0")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "file").write_text("x")
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "x"), *TINY])
+    assert result.exit_code == 2
+    one_line_error(result.stderr, "not a reproduce folder")
