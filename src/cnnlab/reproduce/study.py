@@ -163,7 +163,7 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
     baseline_run = _first_finished(root / "batch-size")
     best = next((r for r in _summary(root, "best-model")), None)
     onsets = [r.get("overfit_epoch") for r in _rows(root / "best-model" / layout.RESULTS_FILE)
-              if r.get("status") in ("finished", "early_stopped")]
+              if layout.ranked_status(r.get("status"))]
     seen = [int(e) for e in onsets if e not in ("", None)]
     return {
         "split": load.read_run(best_run).metrics["data"]["sizes"] if best_run else {},

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from cnnlab.runs.layout import ranked_status
+
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "not distinguishable"
 
 
@@ -102,7 +104,7 @@ def arm_is_best(summary: Sequence[dict[str, Any]], arm_matches: Any, section: st
 def _onsets(rows: Sequence[dict[str, Any]], arm_name: str) -> tuple[int, int]:
     """(runs of the arm that over-fit, its finished runs)."""
     arm_rows = [r for r in rows if r["arm"].split("-", 1)[-1] == arm_name
-                and r["status"] in ("finished", "early_stopped")]
+                and ranked_status(r["status"])]
     return sum(r.get("overfit_epoch") not in ("", None) for r in arm_rows), len(arm_rows)
 
 

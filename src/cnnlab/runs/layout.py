@@ -7,6 +7,7 @@ Imports nothing of cnnlab: every part reads these names from here.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 # Files of a run folder
 CONFIG_FILE = "config.yaml"
@@ -35,8 +36,9 @@ FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"
 HPARAMS_DIR = "hparams"
 
-HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
-                   "epoch_s", "train_s", "val_s", "ms_per_step", "learning_rate"]
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras' logs of an epoch
+HISTORY_COLUMNS = ["epoch", *EPOCH_METRICS, "epoch_s", "train_s", "val_s", "ms_per_step",
+                   "learning_rate"]
 
 
 class Status(enum.StrEnum):
@@ -60,3 +62,52 @@ class Status(enum.StrEnum):
     def ranked(self) -> bool:
         """Comparable with other runs (a diverged run is not)."""
         return self in (Status.FINISHED, Status.EARLY_STOPPED)
+
+
+def ranked_status(status: object) -> bool:
+    """A status as read from a file (any value) names a ranked run."""
+    return status in Status.__members__.values() and Status(status).ranked
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number a finished run records in metrics.json, and which way is better."""
+
+    name: str
+    direction: str  # "max" or "min"
+    meaning: str
+
+    @property
+    def higher_is_better(self) -> bool:
+        return self.direction == "max"
+
+    def better(self, a: float, b: float) -> bool:
+        """``a`` is strictly better than ``b``."""
+        return a > b if self.higher_is_better else a < b
+
+
+METRICS = {m.name: m for m in (
+    Metric("best_val_accuracy", "max", "best validation accuracy"),
+    Metric("test_accuracy", "max", "test accuracy"),
+    Metric("test_loss", "min", "test loss"),
+    Metric("final_val_loss", "min", "final validation loss"),
+    Metric("final_train_loss", "min", "final training loss"),
+    Metric("best_epoch", "min", "epoch of the best validation accuracy"),
+    Metric("overfit_epoch", "max", "epoch where over-fitting starts"),
+    Metric("epochs_run", "min", "epochs trained"),
+    Metric("trainable_params", "min", "trainable parameters"),
+    Metric("ms_per_step", "min", "training time per step (ms)"),
+    Metric("s_per_epoch", "min", "training time per epoch (s)"),
+    Metric("s_per_epoch_with_validation", "min", "time per epoch with validation (s)"),
+    Metric("first_epoch_s", "min", "first epoch, graph tracing included (s)"),
+)}
+SELECTABLE = ("best_val_accuracy", "final_val_loss")  # what a sweep or search may select by
+# What each file or view records of a finished run, by name from METRICS
+RESULT_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
+                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
+                  "trainable_params")  # results.csv, before its status column
+FINAL_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
+                 "final_train_loss", "final_val_loss", "epochs_run", "trainable_params")
+TIMING_METRICS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
+SUMMARY_METRICS = ("best_val_accuracy", "test_accuracy", "final_val_loss", "ms_per_step",
+                   "s_per_epoch")  # summary.csv: mean, std, interval over repeats

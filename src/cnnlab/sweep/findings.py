@@ -11,10 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from cnnlab.runs.layout import METRICS, ranked_status
 from cnnlab.sweep.stats import ALPHA
-
-METRIC_NAMES = {"best_val_accuracy": "best validation accuracy",
-                "final_val_loss": "final validation loss"}
 
 
 def label(arm: str) -> str:
@@ -35,7 +33,7 @@ def comparison(summary: Sequence[dict[str, Any]], select_by: str) -> list[str]:
     ranked = sorted((r for r in summary if r["rank"] is not None), key=lambda r: r["rank"])
     if not ranked:
         return ["No run finished, so nothing can be compared."]
-    best, key, name = ranked[0], f"{select_by}_mean", METRIC_NAMES[select_by]
+    best, key, name = ranked[0], f"{select_by}_mean", METRICS[select_by].meaning
     lines = [f"**{label(best['arm'])}** is best by mean {name}: {best[key]:.3f} "
              f"({_interval(best, select_by)})."]
     if best["n"] < 2:
@@ -61,8 +59,7 @@ def overfitting(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> list[str
     """The over-fitting onset epoch of each arm: mean and range over its runs."""
     lines = []
     for arm in arms:
-        runs = [r for r in rows if r["arm"] == arm and r["status"] in ("finished",
-                                                                        "early_stopped")]
+        runs = [r for r in rows if r["arm"] == arm and ranked_status(r["status"])]
         epochs = [int(r["overfit_epoch"]) for r in runs if r.get("overfit_epoch") not in ("",
                                                                                         None)]
         if not runs:

@@ -24,8 +24,6 @@ from typing import Any
 from cnnlab.runs import layout, load, storage
 
 Log = Callable[[str], None]
-FINAL_KEYS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
-              "final_train_loss", "final_val_loss", "epochs_run", "trainable_params")
 
 
 def _hparam_value(value: Any) -> bool | int | float | str:
@@ -72,7 +70,7 @@ def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, A
         summaries = [(0, hparams_pb({key: _hparam_value(row[key]) for key in params},
                                     trial_id=f"{sweep_name}/{run_dir.name}"))]
         step = int(run.metrics.get("epochs_run") or 0)
-        summaries += [(step, scalar_pb(key, run.metrics[key])) for key in FINAL_KEYS[:4]
+        summaries += [(step, scalar_pb(key, run.metrics[key])) for key in layout.FINAL_METRICS[:4]
                       if isinstance(run.metrics.get(key), int | float)]
         _write_events(root / run_dir.name, summaries)
         written += 1

@@ -20,13 +20,11 @@ import yaml
 from cnnlab.config.schema import config_from_dict, format_value
 from cnnlab.errors import RunError
 from cnnlab.runs import layout, load, storage
-from cnnlab.runs.layout import Status
+from cnnlab.runs.layout import Status, ranked_status
 from cnnlab.sweep import stats
-from cnnlab.sweep.spec import SELECT_BY, Sweep
+from cnnlab.sweep.spec import Sweep
 
-METRIC_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
-                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
-                  "trainable_params", "status"]
+METRIC_COLUMNS = [*layout.RESULT_METRICS, "status"]
 TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
                   "report_s_per_epoch", "variant", "run"]
 REFERENCE_FILE = Path(__file__).parents[1] / "reproduce" / "reference.yaml"
@@ -74,7 +72,7 @@ def metrics_row(run_dir: Path) -> dict[str, Any]:
 
 def rank_rows(rows: list[dict[str, Any]], select_by: str = "best_val_accuracy") -> None:
     """Set ``rank`` (1 = best by ``select_by``) on finished rows; the others get none."""
-    sign = -1 if SELECT_BY[select_by] == "max" else 1
+    sign = -1 if layout.METRICS[select_by].higher_is_better else 1
     ranked = [r for r in rows if ranked_status(r["status"])
               and isinstance(r.get(select_by), int | float) and math.isfinite(r[select_by])]
     ranked.sort(key=lambda r: sign * r[select_by])
@@ -82,10 +80,6 @@ def rank_rows(rows: list[dict[str, Any]], select_by: str = "best_val_accuracy") 
         row["rank"] = ""
     for position, row in enumerate(ranked, start=1):
         row["rank"] = position
-
-
-def ranked_status(status: Any) -> bool:
-    return status in Status.__members__.values() and Status(status).ranked
 
 
 def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

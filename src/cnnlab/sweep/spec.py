@@ -48,6 +48,7 @@ from cnnlab.config.schema import (
     shown,
 )
 from cnnlab.errors import ConfigError
+from cnnlab.runs.layout import SELECTABLE
 from cnnlab.sweep.search.spec import (
     Dimension,
     Search,
@@ -61,7 +62,6 @@ BUILTIN_SWEEP_DIR = Path(__file__).parent / "builtin"
 SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats",
               "search", "space")
 # How the winner is chosen: the metric and whether higher ("max") or lower is better.
-SELECT_BY = {"best_val_accuracy": "max", "final_val_loss": "min"}
 
 
 @dataclass(frozen=True)
@@ -185,9 +185,9 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
             raise ConfigError(f"--set {key}: the sweep varies this key; remove the --set or "
                               "edit the sweep's axes/variants")
     select_by = search.metric if search else raw.get("select_by", "best_val_accuracy")
-    if select_by not in SELECT_BY:
+    if select_by not in SELECTABLE:
         raise ConfigError(f"{origin}: select_by: got {shown(select_by)}; expected one of "
-                          + ", ".join(SELECT_BY))
+                          + ", ".join(SELECTABLE))
     common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
     count = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
                      origin if repeats is None else "--repeats")
@@ -220,7 +220,7 @@ def _search(raw: Mapping[str, Any], trials: int | None, origin: str
         if key in raw:
             raise ConfigError(f"{origin}: {key}: not used with search:; put the keys to "
                               "vary in space: (and the metric in search: metric)")
-    search = search_from_dict(raw["search"], trials, SELECT_BY, origin)
+    search = search_from_dict(raw["search"], trials, origin)
     space = space_from_dict(raw.get("space"), origin)
     for key in space:
         _swept_key(key, f"{origin}: space")

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-SUMMARY_METRICS = ("best_val_accuracy", "test_accuracy", "final_val_loss", "ms_per_step",
-                   "s_per_epoch")
+from cnnlab.runs.layout import METRICS, SUMMARY_METRICS, ranked_status
+
 ALPHA = 0.05
-HIGHER_IS_BETTER = {"best_val_accuracy": True, "final_val_loss": False}
 
 
 def describe(values: Sequence[float]) -> dict[str, float | None]:
@@ -65,7 +64,7 @@ def _by_arm(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[int, 
     found: dict[str, dict[int, float]] = {}
     for row in rows:
         value = row.get(metric)
-        if row.get("status") in ("finished", "early_stopped") and isinstance(
+        if ranked_status(row.get("status")) and isinstance(
                 value, int | float) and math.isfinite(value):
             found.setdefault(row["arm"], {})[int(row["repeat"])] = float(value)
     return found
@@ -90,7 +89,7 @@ def summarize(rows: Sequence[dict[str, Any]], arms: Sequence[str], params: Seque
 def _compare_with_best(summary: list[dict[str, Any]], rows: Sequence[dict[str, Any]],
                        select_by: str) -> None:
     key = f"{select_by}_mean"
-    sign = 1 if HIGHER_IS_BETTER[select_by] else -1
+    sign = 1 if METRICS[select_by].higher_is_better else -1
     ranked = sorted((r for r in summary if r[key] is not None), key=lambda r: -sign * r[key])
     for row in summary:
         row.update(rank=None, p_vs_best=None, tied_with_best=None)

@@ -101,7 +101,7 @@ class HistoryRecorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
         row: dict[str, Any] = {"epoch": epoch + 1}
-        row.update({k: float(logs.get(k, float("nan"))) for k in layout.HISTORY_COLUMNS[1:5]})
+        row.update({k: float(logs.get(k, float("nan"))) for k in layout.EPOCH_METRICS})
         row.update({k: round(v, 6) for k, v in self.timer.rows[-1].items()})
         row["learning_rate"] = self.rate
         self.rows.append(row)

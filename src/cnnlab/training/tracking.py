@@ -29,11 +29,8 @@ from cnnlab.backend.tf import keras
 from cnnlab.config.schema import Config
 from cnnlab.errors import CnnlabError
 from cnnlab.runs import layout, storage
-from cnnlab.sweep.hparams import FINAL_KEYS
 
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
-EPOCH_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
-TIMING_KEYS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
 
 
 def callbacks(config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
@@ -148,7 +145,7 @@ class MlflowLogger(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
-        metrics = [_metric(k, logs[k], epoch + 1) for k in EPOCH_KEYS
+        metrics = [_metric(k, logs[k], epoch + 1) for k in layout.EPOCH_METRICS
                    if k in logs and math.isfinite(float(logs[k]))]
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
@@ -163,7 +160,7 @@ def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:
     client = _client(record["tracking_uri"])
     run_id = record["run_id"]
     step = int(metrics.get("epochs_run") or 0)
-    values = [_metric(k, metrics[k], step) for k in FINAL_KEYS + TIMING_KEYS
+    values = [_metric(k, metrics[k], step) for k in layout.FINAL_METRICS + layout.TIMING_METRICS
               if isinstance(metrics.get(k), int | float) and math.isfinite(metrics[k])]
     client.log_batch(run_id, metrics=values)
     client.set_tag(run_id, "cnnlab.status", metrics.get("status", ""))

@@ -28,6 +28,7 @@ from typing import Any
 
 from cnnlab.config.schema import shown
 from cnnlab.errors import ConfigError
+from cnnlab.runs.layout import METRICS, SELECTABLE
 
 STRATEGIES = ("grid", "random", "tpe")
 PRUNERS = ("none", "median", "hyperband")
@@ -78,23 +79,22 @@ class Search:
         return asdict(self)
 
 
-def search_from_dict(raw: Any, trials: int | None, metrics: Mapping[str, str],
-                     origin: str) -> Search:
+def search_from_dict(raw: Any, trials: int | None, origin: str) -> Search:
     """The ``search:`` mapping, validated; ``trials`` (``--trials``) replaces its own."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{origin}: search: got {shown(raw)}; expected a mapping, e.g. "
                           "{strategy: tpe, trials: 20}")
     check_known(raw, SEARCH_KEYS, f"{origin}: search")
     strategy = _choice(raw.get("strategy", "tpe"), STRATEGIES, f"{origin}: search: strategy")
-    metric = _choice(raw.get("metric", "best_val_accuracy"), tuple(metrics),
+    metric = _choice(raw.get("metric", "best_val_accuracy"), SELECTABLE,
                      f"{origin}: search: metric")
-    own = "maximize" if metrics[metric] == "max" else "minimize"
+    higher = METRICS[metric].higher_is_better
+    own = "maximize" if higher else "minimize"
     direction = _choice(raw.get("direction", own), tuple(DIRECTIONS),
                         f"{origin}: search: direction")
-    if DIRECTIONS[direction] != metrics[metric]:
+    if DIRECTIONS[direction] != METRICS[metric].direction:
         raise ConfigError(f"{origin}: search: direction {direction} for {metric}, which is "
-                          f"better {'higher' if metrics[metric] == 'max' else 'lower'}; use "
-                          f"{own}")
+                          f"better {'higher' if higher else 'lower'}; use {own}")
     count = raw.get("trials", 20) if trials is None else trials
     where = "--trials" if trials is not None else f"{origin}: search: trials"
     return Search(strategy, _whole(count, where, 1), metric, direction,
