@@ -35,7 +35,7 @@ def setup(args: argparse.Namespace):
     """The data, a freshly built model compiled as cnnlab compiles it, and the steps per
     epoch."""
     from cnnlab.backend import runtime
-    from cnnlab.config.schema import load_config
+    from cnnlab.config.files import load_config
 
     overrides = {"data.train_size": args.images, "data.val_size": 500, "data.test_size": 500,
                  "data.download": False, "data.cache_dir": args.cache_dir,

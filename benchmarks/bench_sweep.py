@@ -73,7 +73,7 @@ def plain_keras(args: argparse.Namespace) -> None:
     import keras
     import numpy as np
 
-    from cnnlab.config.schema import load_config
+    from cnnlab.config.files import load_config
     from cnnlab.data.dataset import load_dataset
 
     size = Size("plain", args.train_size, args.val_size, args.test_size, args.epochs, 1.0)

@@ -38,7 +38,7 @@ BASELINE_TRAIN_FLOP_PER_IMAGE = 3 * (32 * 32 * 8 * 27 * 2 + 2048 * 64 * 2 + 64 *
 
 def baseline_config(args: argparse.Namespace, **extra: object):
     """The report's baseline on the benchmark's slice of the bundled/located CIFAR-10."""
-    from cnnlab.config.schema import load_config
+    from cnnlab.config.files import load_config
 
     return load_config("baseline", {
         "data.train_size": args.images, "data.val_size": 1000, "data.test_size": 1000,
@@ -162,7 +162,7 @@ def run_worker(kind: str, args: argparse.Namespace, batch: int = 0) -> dict:
 
 
 def parse_set(text: str) -> tuple[str, object]:
-    from cnnlab.config.schema import parse_override
+    from cnnlab.config.files import parse_override
 
     return parse_override(text)
 

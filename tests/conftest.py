@@ -16,7 +16,8 @@ import pytest
 import yaml
 from helpers import sample_members, tiny_sets, write_tar
 
-from cnnlab.config.schema import Config, load_config
+from cnnlab.config.files import load_config
+from cnnlab.config.schema import Config
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "cifar10-sample.tar.gz"

@@ -23,7 +23,7 @@ from helpers import one_line_error
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.runs import layout, storage
 from cnnlab.sweep.run import load_sweep
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from cnnlab.config.schema import Config, load_config  # noqa: E402
+from cnnlab.config.files import load_config  # noqa: E402
+from cnnlab.config.schema import Config  # noqa: E402
 from cnnlab.errors import CnnlabError, ConfigError, DataError, RunError  # noqa: E402
 
 if TYPE_CHECKING:
@@ -34,9 +35,10 @@ def train(config: Config, out_dir: str | Path | None = None, **kwargs: Any) -> R
     from cnnlab.backend import runtime
 
     runtime.select(runtime.wanted(config.train))
+    from cnnlab.report.run_report import drawer
     from cnnlab.training.loop import train as _train
 
-    return _train(config, out_dir, **kwargs)
+    return _train(config, out_dir, draw=drawer(kwargs.get("log", print)), **kwargs)
 
 
 def evaluate(run_dir: str | Path, **kwargs: Any) -> dict[str, Any]:

@@ -18,8 +18,8 @@ from typing import Any
 import click
 
 from cnnlab import __version__
-from cnnlab.config.schema import load_config, reference
-from cnnlab.errors import CnnlabError, ConfigError, Interrupted
+from cnnlab.config.files import load_config, reference
+from cnnlab.errors import CnnlabError, Interrupted
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -348,21 +348,22 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     if dry_run:
         click.echo(describe(spec))
         return
-    options = None
-    if backend == "ray":
-        source = click.get_current_context().get_parameter_source("jobs")
-        if jobs != 1 and source == click.core.ParameterSource.COMMANDLINE:
-            raise ConfigError("--jobs is for --backend local; Ray trains as many runs at "
-                                   "once as its CPUs allow (see --cpus-per-run)")
-        from cnnlab.sweep.ray import RayOptions, check_reachable, import_ray
-
-        import_ray(address)  # one-line error naming the extra, before any folder is made
-        if address and address != "auto":
-            check_reachable(address)
-        options = RayOptions(address, cpus_per_run, gpus_per_run)
+    from cnnlab.reproduce.table1 import write_table1
+    from cnnlab.sweep.executors import local_options
+    from cnnlab.sweep.ray import ray_options
     from cnnlab.sweep.run import run_sweep
 
-    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)
+    given = _given_on_command_line("jobs", "address", "cpus_per_run", "gpus_per_run")
+    options = (ray_options(address, cpus_per_run, gpus_per_run, "--jobs" in given)
+               if backend == "ray" else local_options(jobs, [g for g in given if g != "--jobs"]))
+    run_sweep(spec, out, log=click.echo, backend=options, extra=write_table1)
+
+
+def _given_on_command_line(*names: str) -> list[str]:
+    """Which of these options the user typed (not defaults or environment), as --names."""
+    context = click.get_current_context()
+    return ["--" + n.replace("_", "-") for n in names
+            if context.get_parameter_source(n) == click.core.ParameterSource.COMMANDLINE]
 
 
 @main.command()
@@ -405,9 +406,10 @@ def compare(folders: tuple[str, ...], out: str | None) -> None:
 
     Example: cnnlab compare outputs/sweep-optimizer-20261125-120000 outputs/best --out outputs/cmp
     """
+    from cnnlab.reproduce.table1 import write_table1
     from cnnlab.sweep.compare import compare as compare_runs
 
-    compare_runs(folders, out, log=click.echo)
+    compare_runs(folders, out, log=click.echo, extra=write_table1)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cnnlab.config.schema import (
-    Config,
-    ConfigError,
-    config_from_dict,
-    load_config,
-    overrides_to_dict,
-    parse_override,
-)
+from cnnlab.config.files import load_config, overrides_to_dict, parse_override
+from cnnlab.config.schema import Config, config_from_dict
+from cnnlab.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -124,7 +119,8 @@ def test_config_reference_is_generated_from_the_schema_and_the_docs_match() -> N
     from click.testing import CliRunner
 
     from cnnlab.cli import main
-    from cnnlab.config.schema import ALL_KEYS, SECTIONS, reference
+    from cnnlab.config.files import reference
+    from cnnlab.config.schema import ALL_KEYS, SECTIONS
 
     printed = CliRunner().invoke(main, ["config", "--keys"])
     assert printed.exit_code == 0 and printed.output == reference()

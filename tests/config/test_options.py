@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from helpers import assert_png, one_line_error
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.runs import load
 from cnnlab.training.optimization import scheduled_rate
 

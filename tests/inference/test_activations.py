@@ -13,7 +13,8 @@ from PIL import Image
 
 from cnnlab.backend.tf import keras
 from cnnlab.cli import main
-from cnnlab.config.schema import ModelConfig, load_config
+from cnnlab.config.files import load_config
+from cnnlab.config.schema import ModelConfig
 from cnnlab.errors import ConfigError, RunError
 from cnnlab.inference import activations as act
 from cnnlab.report.activations import display_image, plot_activations

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.report import pages as report
 from cnnlab.report.figures import plt
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.sweep.run import builtin_sweeps, load_sweep, sweep_from_dict
 

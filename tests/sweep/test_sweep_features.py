@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from helpers import assert_png, one_line_error, tiny_sets, user_env
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 
 
 def read_results(path: Path) -> list[dict[str, str]]:

@@ -20,7 +20,7 @@ from PIL import Image
 
 import cnnlab
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.data.dataset import Dataset, load_dataset
 from cnnlab.inference import activations
 from cnnlab.runs import storage

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.errors import ConfigError
 from cnnlab.training.model import build_model, format_layer_table, layer_table, trainable_params
 

@@ -166,10 +166,6 @@ def sweep_runs(folder: Path) -> list[Path]:
     return sorted(p.parent for p in folder.glob(f"*/{layout.METRICS_FILE}"))
 
 
-def is_sweep(folder: Path) -> bool:
-    return (folder / layout.RESULTS_FILE).exists() and bool(sweep_runs(folder))
-
-
 def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
     """A link to a run's report if ``value`` names one of the sweep's run folders."""
     text = str(value).strip()
@@ -206,14 +202,8 @@ def _csv_table(path: Path) -> str:
         return ""
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
-    return table(rows[0], ([_number(v) for v in row] for row in rows[1:])) if rows else ""
-
-
-def _number(text: str) -> Any:
-    try:
-        return float(text) if "." in text or "e" in text else int(text)
-    except ValueError:
-        return text
+    cells = ([storage.parse_cell(v) for v in row] for row in rows[1:])
+    return table(rows[0], cells) if rows else ""
 
 
 def _results_table(folder: Path, run_dirs: dict[Path, Path]) -> str:
@@ -258,7 +248,7 @@ def write_report(path: str | Path, log: Log = print) -> Path:
     folder = Path(path)
     if not folder.is_dir():
         raise RunError(f"{folder}: no such folder; give a run folder or a sweep folder")
-    if is_sweep(folder):
+    if storage.is_sweep_folder(folder):
         text = sweep_page(folder, log)
     else:
         if (folder / layout.RESULTS_FILE).exists() and not storage.is_finished(folder):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.report.pages import esc, image, key_values, page, per_class_table, table
+from cnnlab.reproduce.table1 import TABLE_FILES
 from cnnlab.reproduce.verdicts import HOLDS, Verdict
 from cnnlab.runs import layout, load, storage
 
@@ -45,12 +46,12 @@ def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
     return [
         ("The report's claims", _verdicts(judged)),
         ("1. Data: split and standardization",
-         image(root / "standardization.png", "pixel values before and after per-image "
+         image(root / layout.STANDARDIZATION_FILE, "pixel values before and after per-image "
                "standardization") + key_values(facts["split"])),
         ("2. Reference models: trainable parameters", key_values(facts["params"])),
         ("3. Batch size (Table 1, Figure 2)",
          _verdicts(judged, "3") + _findings(batch) + _figures(
-             batch, ("timing_table.png", "timing.png", "accuracy.png", "curves.png"),
+             batch, (*TABLE_FILES[3:1:-1], layout.ACCURACY_FILE, layout.SWEEP_CURVES_FILE),
              "batch-size sweep")),
         ("4. Optimizers (Figure 3)", _sweep_section(root / "optimizer")),
         ("6. Depth and grid search (Figures 4-5)",
@@ -66,7 +67,7 @@ def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
 
 
 def _sweep_section(folder: Path) -> str:
-    return _findings(folder) + _figures(folder, ("accuracy.png", "curves.png"),
+    return _findings(folder) + _figures(folder, (layout.ACCURACY_FILE, layout.SWEEP_CURVES_FILE),
                                         f"sweep {folder.name}")
 
 

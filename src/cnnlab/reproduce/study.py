@@ -12,7 +12,6 @@ folder under the study's folder and resumes like any sweep.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -24,10 +23,10 @@ import yaml
 
 from cnnlab.data import dataset as data
 from cnnlab.errors import RunError
-from cnnlab.reproduce import verdicts
+from cnnlab.reproduce import table1, verdicts
 from cnnlab.runs import layout, load, storage
-from cnnlab.sweep import results
 from cnnlab.sweep import runner as sweep_runner
+from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.spec import Sweep, describe, load_sweep, sweep_from_dict
 
 Log = Callable[[str], None]
@@ -82,7 +81,7 @@ def estimate_seconds(study: Study, log: Log = print) -> float:
     total = 0.0
     for config in planned:
         train = config.data.train_size or 45_000
-        steps = math.ceil(train / config.train.batch_size) * config.train.epochs
+        steps = layout.steps_per_epoch(train, config.train.batch_size) * config.train.epochs
         total += steps * step_s[config.train.batch_size] * 1.15 + RUN_OVERHEAD_S  # + val
     return total
 
@@ -92,7 +91,7 @@ def _measure_step(batch: int) -> float:
 
     runtime.select_default()
     from cnnlab.backend.tf import keras
-    from cnnlab.config.schema import load_config
+    from cnnlab.config.files import load_config
     from cnnlab.training.model import build_model
 
     model = build_model(load_config("best").model, (32, 32, 3), 10)
@@ -134,7 +133,8 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
     storage.write_atomic(root / PLAN_FILE, yaml.safe_dump(study.record(), sort_keys=False))
     for number, sweep in enumerate(study.sweeps, start=1):
         log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
-        sweeps.run_sweep(sweep, root / sweep.name, log=log, jobs=jobs)
+        sweeps.run_sweep(sweep, root / sweep.name, log=log, backend=LocalOptions(jobs),
+                         extra=table1.write_table1)
     finish(study, root, log)
     return root
 
@@ -146,7 +146,7 @@ def finish(study: Study, root: Path, log: Log = print) -> None:
     from cnnlab.reproduce import page as reproduce_report
 
     best_run = _first_finished(root / "best-model")
-    plots.plot_standardization(*_pixel_samples(study), root / "standardization.png")
+    plots.plot_standardization(*_pixel_samples(study), root / layout.STANDARDIZATION_FILE)
     if best_run is not None and not any((best_run / layout.ACTIVATIONS_DIR).glob("*.png")):
         plot_activations(best_run, log=log)
     judged = judge(study, root)
@@ -159,7 +159,7 @@ def finish(study: Study, root: Path, log: Log = print) -> None:
 
 def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
     """The study's own figures, with the report's beside them where it gives one."""
-    reference = results.reference_numbers()
+    reference = table1.reference_numbers()
     baseline_run = _first_finished(root / "batch-size")
     best = next((r for r in _summary(root, "best-model")), None)
     onsets = [r.get("overfit_epoch") for r in _rows(root / "best-model" / layout.RESULTS_FILE)

@@ -27,6 +27,11 @@ BACKUP_DIR = "backup"
 TENSORBOARD_DIR = "tensorboard"
 ACTIVATIONS_DIR = "activations"
 # Files of a sweep folder
+SWEEP_CURVES_FILE = "curves.png"  # learning curves overlaid
+ACCURACY_FILE = "accuracy.png"  # accuracy by run or arm
+SEARCH_HISTORY_FILE = "history.png"  # a search: each trial's metric, best so far
+IMPORTANCE_FILE = "importance.png"  # a search: which parameter mattered
+STANDARDIZATION_FILE = "standardization.png"  # the reference study: pixels before/after
 SWEEP_FILE = "sweep.yaml"
 RESULTS_FILE = "results.csv"
 SUMMARY_CSV_FILE = "summary.csv"
@@ -111,3 +116,8 @@ FINAL_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss"
 TIMING_METRICS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
 SUMMARY_METRICS = ("best_val_accuracy", "test_accuracy", "final_val_loss", "ms_per_step",
                    "s_per_epoch")  # summary.csv: mean, std, interval over repeats
+
+
+def steps_per_epoch(examples: int, batch_size: int) -> int:
+    """Training steps of one epoch: every example once, the last batch possibly partial."""
+    return max(1, -(-examples // batch_size))

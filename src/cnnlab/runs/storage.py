@@ -63,10 +63,11 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
     with path.open(newline="", encoding="utf-8") as fh:
-        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: parse_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
-def _number(text: str) -> Any:
+def parse_cell(text: str) -> Any:
+    """A CSV cell as written by :func:`write_csv`: an int, a float, else the text."""
     for kind in (int, float):
         try:
             return kind(text)

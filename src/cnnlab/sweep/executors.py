@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +36,33 @@ from cnnlab.backend.runtime import Settings
 from cnnlab.config.schema import Config
 from cnnlab.data import dataset as data
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.report.run_report import drawer
 from cnnlab.sweep.search import pruning
 from cnnlab.sweep.spec import SweepRun
 
 Log = Callable[[str], None]
-# Resident memory of a worker beside its data arrays (TensorFlow, Keras, the traced
-# graphs); measured in benchmarks/README.md ("Memory per worker").
-WORKER_BASE_BYTES = 900 * 2**20
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """``--backend local``: runs trained at once, a number or ``auto``."""
+
+    jobs: int | str = 1
+
+
+def local_options(jobs: int | str, ray_options_given: Sequence[str] = ()) -> LocalOptions:
+    """The local backend's options; Ray's options given without ``--backend ray`` are an
+    error rather than silently ignored."""
+    if ray_options_given:
+        raise ConfigError(f"{', '.join(ray_options_given)}: only with --backend ray; add "
+                          "--backend ray, or drop them to train on this machine")
+    return LocalOptions(jobs)
 
 
 def train_run(run: SweepRun, run_dir: Path, log: Log) -> None:
     """The one thing every executor does with a run (a search's trial: with its pruner)."""
     check = pruning.stop_check(run.trial) if run.trial else None
-    _training().train(run.config, run_dir, log=log, stop_check=check)
+    _training().train(run.config, run_dir, log=log, stop_check=check, draw=drawer(log))
 
 
 def _training() -> Any:
@@ -191,85 +206,6 @@ def warm_cache(configs: Sequence[Config], log: Log) -> None:
 
 
 # --- how many runs at once ---
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel says new processes can use without swapping (Linux), else None."""
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def run_memory(config: Config) -> int:
-    """Resident bytes of a worker training ``config``: the base, the float32 train,
-    validation and test images, and about one more copy of them while Keras reads them."""
-    height, width = config.data.image_size or (32, 32)
-    images = (config.data.train_size or 50_000) + config.data.val_size + (
-        config.data.test_size or 10_000)  # null: CIFAR-10's whole splits
-    return WORKER_BASE_BYTES + 2 * images * height * width * 3 * 4
-
-
-def jobs_for(jobs: str | int, planned: Sequence[Config]) -> tuple[int, int | None]:
-    """``--jobs`` as (runs at most at once, cores to pack them on; None: do not pack).
-
-    ``auto``: as many as the cores allow, fewer when the machine's available memory would
-    not hold them; ``N``: N, refused (ConfigError) when N runs would not fit."""
-    if not planned:
-        return 1, None
-    fit = _memory_fit(planned)
-    if jobs == "auto":
-        cores = available_cores()
-        return max(1, min(cores, len(planned), fit)), cores
-    count = int(jobs)
-    if count > fit:
-        need = _largest_need(planned)
-        raise ConfigError(f"--jobs {count}: {count} runs at once need about "
-                          f"{_gb(count * need)} of memory, {_gb(available_memory())} is "
-                          f"available; use --jobs {fit} or --jobs auto")
-    return count, None
-
-
-def _memory_fit(planned: Sequence[Config]) -> int:
-    """How many of the largest of these runs the available memory holds (at least 1)."""
-    free = available_memory()
-    if free is None:
-        return len(planned)
-    return max(1, free // _largest_need(planned))
-
-
-def _largest_need(planned: Sequence[Config]) -> int:
-    return max(map(run_memory, planned))
-
-
-def describe_jobs(jobs: str | int, at_once: int, cores: int | None,
-                  planned: Sequence[Config]) -> str:
-    """The line a sweep prints about ``--jobs``; says when memory lowered ``auto``."""
-    if cores is None:
-        return f"--jobs {jobs}: up to {at_once} runs at once, each in a worker process"
-    line = (f"--jobs auto: up to {at_once} run{'s' if at_once > 1 else ''} at once on "
-            f"{cores} cores (one-thread runs side by side, an all-cores run alone)")
-    wanted = min(cores, len(planned))
-    if at_once < wanted:
-        need = _largest_need(planned)
-        line += (f"; not {wanted}: they would need about {_gb(wanted * need)} of memory, "
-                 f"{_gb(available_memory())} is available")
-    return line
-
-
-def _gb(size: int | None) -> str:
-    return f"{(size or 0) / 2**30:.1f} GB"
-
 
 class _Worker:
     """One ``spawn`` worker process with ``settings``; its log lines come back on a queue."""

@@ -1,4 +1,4 @@
-"""Figures of many runs: curve overlays, accuracy bars, batch-size timing.
+"""Figures of many runs: curve overlays and accuracy bars.
 
 The numbers come from :mod:`cnnlab.sweep.results`; the ``plot_*`` functions only draw what
 they are given; ``draw_all`` writes everything a sweep or a comparison gets.
@@ -17,17 +17,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from cnnlab.report.figures import save_figure  # noqa: E402
-from cnnlab.runs import storage  # noqa: E402
+from cnnlab.runs import layout  # noqa: E402
 from cnnlab.runs.layout import Status  # noqa: E402
 from cnnlab.sweep.results import (  # noqa: E402
-    TIMING_COLUMNS,
     Curves,
     arm_curves,
     ranked_status,
-    report_table1,
-    summary_timing_rows,
-    timing_markdown,
-    timing_rows,
 )
 
 
@@ -135,81 +130,22 @@ def plot_arm_accuracy(summary: Sequence[dict[str, Any]], path: Path, title: str)
     save_figure(fig, path)
 
 
-def plot_timing(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """ms/step and s/epoch against batch size (log-2 axis), with the report's figures."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    reference = report_table1()
-    groups = list(dict.fromkeys(r["variant"] for r in table))
-    for ax, key, name in ((axes[0], "ms_per_step", "time per step (ms)"),
-                          (axes[1], "s_per_epoch", "time per epoch (s)")):
-        for group in groups:
-            rows = [r for r in table if r["variant"] == group]
-            ax.errorbar([r["batch_size"] for r in rows], [r[key] for r in rows],
-                        yerr=[r.get(f"{key}_err", 0.0) for r in rows], fmt="o-", capsize=3,
-                        label=f"this machine{f' ({group})' if group else ''}")
-        report = [(b, v[0 if key == "ms_per_step" else 1]) for b, v in reference.items()]
-        ax.plot(*zip(*report, strict=True), "s--", color="grey", alpha=0.7,
-                label="report (Table 1)")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({r["batch_size"] for r in table} | set(reference)))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.set_xlabel("batch size (log 2 scale)")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name.capitalize()} by batch size")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: training time (validation excluded)")
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def plot_timing_table(table: Sequence[dict[str, Any]], path: Path, title: str) -> None:
-    """Table 1 drawn as a figure: this machine's timings next to the report's."""
-    head = ["batch", "ms / step", "s / epoch", "report ms / step", "report s / epoch"]
-    variants = any(r["variant"] for r in table)
-    if variants:
-        head = ["variant", *head]
-    cells = [([r["variant"]] if variants else []) + [
-        r["batch_size"], f"{r['ms_per_step']:.2f}", f"{r['s_per_epoch']:.2f}",
-        r["report_ms_per_step"], r["report_s_per_epoch"]] for r in table]
-    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.32 * len(cells)))
-    ax.axis("off")
-    drawn = ax.table(cellText=[[str(c) for c in row] for row in cells], colLabels=head,
-                     loc="center", cellLoc="center")
-    drawn.scale(1, 1.3)
-    for (row, _), cell in drawn.get_celld().items():
-        if row == 0:
-            cell.set_text_props(weight="bold")
-            cell.set_facecolor("#e8e8e8")
-    ax.set_title(f"{title}: Table 1, time per step and per epoch by batch size", fontsize=10)
-    save_figure(fig, path)
-
-
 def draw_all(out_dir: Path, title: str, rows: Sequence[dict[str, Any]], params: list[str],
              curves: Sequence[Curves], summary: Sequence[dict[str, Any]] | None = None
              ) -> list[Path]:
-    """Every figure (and the timing table) for these runs; with a per-arm ``summary``
-    (repeats), one mean curve, bar and timing point per arm with its 95 % interval.
+    """Every figure for these runs; with a per-arm ``summary`` (repeats), one mean curve
+    and bar per arm with its 95 % interval.
     Returns the files written."""
     written = []
     if curves:
         shown = arm_curves(curves, rows) if summary else curves
-        plot_curve_overlay(shown, out_dir / "curves.png", title)
-        written.append(out_dir / "curves.png")
+        plot_curve_overlay(shown, out_dir / layout.SWEEP_CURVES_FILE, title)
+        written.append(out_dir / layout.SWEEP_CURVES_FILE)
     done = [r for r in rows if r["status"] not in (Status.PENDING, Status.FAILED)]
     if done:
         if summary:
-            plot_arm_accuracy(summary, out_dir / "accuracy.png", title)
+            plot_arm_accuracy(summary, out_dir / layout.ACCURACY_FILE, title)
         else:
-            plot_accuracy_bars(done, out_dir / "accuracy.png", title)
-        written.append(out_dir / "accuracy.png")
-    table = [] if "train.batch_size" not in params else (
-        summary_timing_rows(summary) if summary else timing_rows(done))
-    if len({r["batch_size"] for r in table}) >= 2:
-        storage.write_csv(out_dir / "timing_table.csv", table, TIMING_COLUMNS)
-        storage.write_atomic(out_dir / "timing_table.md", timing_markdown(table))
-        plot_timing(table, out_dir / "timing.png", title)
-        plot_timing_table(table, out_dir / "timing_table.png", title)
-        written += [out_dir / n for n in ("timing_table.csv", "timing_table.md", "timing.png",
-                                          "timing_table.png")]
+            plot_accuracy_bars(done, out_dir / layout.ACCURACY_FILE, title)
+        written.append(out_dir / layout.ACCURACY_FILE)
     return written

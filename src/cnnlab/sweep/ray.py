@@ -27,7 +27,7 @@ from typing import Any
 
 from cnnlab.backend import runtime
 from cnnlab.config.schema import Config
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.sweep import executors
 from cnnlab.sweep.spec import SweepRun
 
@@ -42,6 +42,19 @@ class RayOptions:
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
     num_cpus: int | None = None  # CPUs of a locally started Ray (default: all)
+
+
+def ray_options(address: str | None, cpus_per_run: float, gpus_per_run: float,
+                jobs_given: bool = False) -> RayOptions:
+    """The Ray backend's options, checked before any folder is made: Ray importable, the
+    cluster at ``address`` reachable, no ``--jobs`` (Ray decides how many run at once)."""
+    if jobs_given:
+        raise ConfigError("--jobs is for --backend local; Ray trains as many runs at "
+                          "once as its CPUs allow (see --cpus-per-run)")
+    import_ray(address)
+    if address and address != "auto":
+        check_reachable(address)
+    return RayOptions(address, cpus_per_run, gpus_per_run)
 
 
 def import_ray(address: str | None = None) -> Any:

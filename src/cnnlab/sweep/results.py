@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cnnlab.config.schema import config_from_dict, format_value
 from cnnlab.errors import RunError
 from cnnlab.runs import layout, load, storage
@@ -25,9 +23,6 @@ from cnnlab.sweep import stats
 from cnnlab.sweep.spec import Sweep
 
 METRIC_COLUMNS = [*layout.RESULT_METRICS, "status"]
-TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
-                  "report_s_per_epoch", "variant", "run"]
-REFERENCE_FILE = Path(__file__).parents[1] / "reproduce" / "reference.yaml"
 
 
 @dataclass(frozen=True)
@@ -223,74 +218,6 @@ def all_curves(rows: Sequence[dict[str, Any]], folder: Path) -> list[Curves]:
     ``folder`` (a sweep) or absolute (a comparison)."""
     found = [read_curves(folder / r["run_dir"], r["run"], r) for r in rows]
     return [c for c in found if c]
-
-
-# --- the batch-size timing table (report Table 1) ---
-
-def reference_numbers() -> dict[str, Any]:
-    """The reference report's own figures (``reference.yaml``)."""
-    return yaml.safe_load(REFERENCE_FILE.read_text(encoding="utf-8"))
-
-
-def report_table1() -> dict[int, tuple[float, float]]:
-    """The reference report's Table 1: batch size -> (ms per step, s per epoch)."""
-    table = reference_numbers()["table1"]
-    return {int(batch): (values[0], values[1]) for batch, values in table.items()}
-
-
-def timing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Batch size, ms/step and s/epoch per run (with the report's Table 1 beside), by batch."""
-    reference = report_table1()
-    table = []
-    for row in rows:
-        batch = row.get("train.batch_size")
-        if (not _finite(batch) or not _finite(row.get("ms_per_step"))
-                or not ranked_status(row.get("status"))):
-            continue  # a diverged run stopped early: its timing is not comparable
-        report = reference.get(int(batch), ("", ""))
-        table.append({"batch_size": int(batch), "ms_per_step": round(row["ms_per_step"], 2),
-                      "s_per_epoch": round(row["s_per_epoch"], 2),
-                      "report_ms_per_step": report[0], "report_s_per_epoch": report[1],
-                      "variant": row.get("variant") or "", "run": row["run"]})
-    return sorted(table, key=lambda r: (r["variant"], r["batch_size"]))
-
-
-def timing_markdown(table: Sequence[dict[str, Any]]) -> str:
-    """Table 1 as Markdown: this machine's figures next to the report's."""
-    variants = any(r["variant"] for r in table)
-    head = (["variant"] if variants else []) + [
-        "batch", "ms / step", "s / epoch", "report ms / step", "report s / epoch"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in table:
-        cells = ([r["variant"]] if variants else []) + [
-            r["batch_size"], f"{r['ms_per_step']:.2f}", f"{r['s_per_epoch']:.2f}",
-            r["report_ms_per_step"], r["report_s_per_epoch"]]
-        lines.append("| " + " | ".join(map(str, cells)) + " |")
-    note = ("\nms / step and s / epoch: median over epochs 2..N of the training time "
-            "(validation excluded). Report figures: its own machine (Table 1).\n")
-    return "\n".join(lines) + "\n" + note
-
-
-def summary_timing_rows(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The timing table of a sweep with repeats: per arm, mean times and the half-width of
-    their 95 % intervals (0 where n < 2)."""
-    reference = report_table1()
-    table = []
-    for row in summary:
-        batch = row.get("train.batch_size")
-        if not _finite(batch) or row["ms_per_step_mean"] is None:
-            continue
-        report = reference.get(int(batch), ("", ""))
-        half = {k: (row[f"{k}_ci_high"] - row[f"{k}_mean"]) if row[f"{k}_ci_high"] is not None
-                else 0.0 for k in ("ms_per_step", "s_per_epoch")}
-        table.append({"batch_size": int(batch),
-                      "ms_per_step": round(row["ms_per_step_mean"], 2),
-                      "s_per_epoch": round(row["s_per_epoch_mean"], 2),
-                      "ms_per_step_err": half["ms_per_step"],
-                      "s_per_epoch_err": half["s_per_epoch"],
-                      "report_ms_per_step": report[0], "report_s_per_epoch": report[1],
-                      "variant": row.get("variant") or "", "run": row["arm"]})
-    return sorted(table, key=lambda r: (r["variant"], r["batch_size"]))
 
 
 def arm_curves(curves: Sequence[Curves], rows: Sequence[dict[str, Any]]) -> list[Curves]:

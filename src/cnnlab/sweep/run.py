@@ -9,15 +9,17 @@ console table, ``best_config.yaml``, the plots, ``report.html`` and TensorBoard'
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cnnlab.config.schema import Config, config_from_dict
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, storage
-from cnnlab.sweep import executors, findings, hparams, results
+from cnnlab.sweep import capacity, executors, findings, hparams, results
 from cnnlab.sweep import figures as sweep_plots
 from cnnlab.sweep import runner as sweep_runner
+from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.ray import RayExecutor, RayOptions
 from cnnlab.sweep.search import figures as search_plots
 from cnnlab.sweep.search import trials as search
@@ -31,56 +33,61 @@ from cnnlab.sweep.spec import (
 )
 
 Log = Callable[[str], None]
-BACKENDS = ("local", "ray")
+LOCAL = LocalOptions()  # one run at a time on this machine
+Extra = Callable[[Path, str, Sequence[dict[str, Any]], list[str],
+                  Sequence[dict[str, Any]] | None], list[Path]]
 
-__all__ = ["BACKENDS", "Sweep", "SweepRun", "builtin_sweeps", "describe", "finish",
+__all__ = ["Sweep", "SweepRun", "builtin_sweeps", "describe", "finish",
            "load_sweep", "run_sweep", "sweep_from_dict"]
 
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
-              outputs_root: str | Path = "outputs", backend: str = "local",
-              backend_options: RayOptions | None = None, jobs: int | str = 1) -> Path:
+              outputs_root: str | Path = "outputs",
+              backend: LocalOptions | RayOptions = LOCAL,
+              extra: Extra | None = None) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
     are; partial folders (a killed or failed run) are cleared and the run is redone.
-    ``jobs`` (local backend): runs trained at once, a number or ``auto``
-    (:func:`cnnlab.sweep.executors.jobs_for`).
+    ``backend``: where runs train, with that backend's options (local: ``jobs``, a number
+    or ``auto``, :func:`cnnlab.sweep.capacity.plan`; Ray: its cluster and resources).
+    ``extra(sweep_dir, title, rows, params, summary)`` writes more outputs from the results
+    (the reference study's timing table) and returns their paths.
     """
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
         r.config for r in sweep.runs]
-    at_once, cores = executors.jobs_for(jobs, configs) if backend == "local" else (1, None)
+    local = isinstance(backend, LocalOptions)
+    fit = capacity.plan(backend.jobs, configs) if local else None
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
         source = (search.Trials(sweep, sweep_dir, log) if asks
                   else sweep_runner.Plan(sweep, sweep_dir))
         done = sum(storage.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
         log(f"sweep {sweep.name}: {source.total} {'trials' if asks else 'runs'} -> "
             f"{sweep_dir}" + (f" (resuming: {done} finished earlier, kept)" if done else ""))
-        if jobs != 1:
-            log(executors.describe_jobs(jobs, at_once, cores, configs))
-        executor = _executor(source, backend, backend_options, at_once, cores, log,
-                             configs[0] if asks else None)
+        if fit is not None and backend.jobs != 1:
+            log(fit.reason)
+        executor = _executor(source, backend, fit, log, configs[0] if asks else None)
         try:
             sweep_runner.run(sweep, sweep_dir, executor, log, source)
         except BaseException:
             executor.close(cancel=True)
             raise
         executor.close()
-        finish(source.sweep, sweep_dir, log)
+        finish(source.sweep, sweep_dir, log, extra)
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
 
 
-def _executor(source: sweep_runner.Source, backend: str, options: RayOptions | None,
-              at_once: int, cores: int | None, log: Log, unplanned: Config | None
+def _executor(source: sweep_runner.Source, backend: LocalOptions | RayOptions,
+              fit: capacity.Capacity | None, log: Log, unplanned: Config | None
               ) -> sweep_runner.Executor:
     todo = list(source.queue) if isinstance(source, sweep_runner.Plan) else []
-    if backend == "ray":
-        return RayExecutor(todo, options or RayOptions(), log,
-                           configs=[unplanned] if unplanned else None)
-    return executors.local(todo, at_once, cores, log=log, unplanned=unplanned)
+    if isinstance(backend, RayOptions):
+        return RayExecutor(todo, backend, log, configs=[unplanned] if unplanned else None)
+    assert fit is not None
+    return executors.local(todo, fit.at_once, fit.cores, log=log, unplanned=unplanned)
 
 
 def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = print) -> None:
@@ -90,19 +97,21 @@ def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = prin
     points = search.history_points(trials.study)
     title = f"sweep {trials.base.name}"
     search_plots.plot_history(points, spec.metric, spec.direction == "maximize",
-                              sweep_dir / "history.png", title)
+                              sweep_dir / layout.SEARCH_HISTORY_FILE, title)
     found = search.importances(trials.study, spec.seed)
     if found:
         complete = sum(state == "complete" for _, _, state in points)
-        search_plots.plot_importance(found, "fANOVA", complete, sweep_dir / "importance.png",
+        search_plots.plot_importance(found, "fANOVA", complete, sweep_dir / layout.IMPORTANCE_FILE,
                                      title)
     log(search.pruning_summary(trials, sweep_dir))
     report.try_write_report(sweep_dir, log)
 
 
-def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
+def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None = None
+           ) -> None:
     """From the run folders: results.csv, summary.csv, findings.md, the console table,
-    best_config.yaml, the plots, report.html and the HParams of every finished run."""
+    best_config.yaml, the plots (and ``extra``'s), report.html and the HParams of every
+    finished run."""
     rows = results.write_sweep_results(sweep, sweep_dir)
     summary = results.write_summary(sweep, sweep_dir, rows)
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
@@ -116,9 +125,12 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
         log(f"best: {best['arm']} ({sweep.select_by} "
             f"{results.format_number(best[f'{sweep.select_by}_mean'])}) -> {path} "
             f"(train it with: cnnlab train {path})")
-    written = sweep_plots.draw_all(sweep_dir, f"sweep {sweep.name}", rows, sweep.params,
-                                   results.all_curves(rows, sweep_dir),
-                                   summary if sweep.repeats > 1 else None)
+    per_arm = summary if sweep.repeats > 1 else None
+    title = f"sweep {sweep.name}"
+    written = sweep_plots.draw_all(sweep_dir, title, rows, sweep.params,
+                                   results.all_curves(rows, sweep_dir), per_arm)
+    if extra is not None:
+        written += extra(sweep_dir, title, rows, list(sweep.params), per_arm)
     log(f"results: {sweep_dir / layout.RESULTS_FILE}, {layout.SUMMARY_CSV_FILE}, "
         f"{layout.FINDINGS_FILE}; plots: {', '.join(p.name for p in written)}")
     report.try_write_report(sweep_dir, log)

@@ -31,22 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config.schema import (
-    SCHEMA,
-    SECTIONS,
-    Config,
+from cnnlab.config.checks import shown
+from cnnlab.config.files import (
     check_key,
     check_name,
-    config_from_dict,
-    format_value,
-    merge,
     overrides_to_dict,
     parse_override,
     read_yaml,
     resolve_config_path,
     resolve_path,
-    shown,
 )
+from cnnlab.config.schema import SCHEMA, SECTIONS, Config, config_from_dict, format_value, merge
 from cnnlab.errors import ConfigError
 from cnnlab.runs.layout import SELECTABLE
 from cnnlab.sweep.search.spec import (

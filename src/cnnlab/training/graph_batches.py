@@ -12,21 +12,21 @@ batches the replaced train function does not read.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
 
 from cnnlab.backend.tf import keras, tf
 from cnnlab.config.schema import TrainConfig
+from cnnlab.runs.layout import steps_per_epoch
 
 
 def applies(cfg: TrainConfig, steps_per_call: int, samples: int, val_samples: int) -> bool:
     """Whether a run can use it: no distribution strategy, and one call into the graph
     runs a whole epoch and the whole validation."""
-    steps = math.ceil(samples / cfg.batch_size)
+    steps = steps_per_epoch(samples, cfg.batch_size)
     return (cfg.distribute == "none" and steps_per_call == steps
-            and math.ceil(val_samples / cfg.batch_size) <= steps)
+            and steps_per_epoch(val_samples, cfg.batch_size) <= steps)
 
 
 def adapter_order(samples: int, shuffle: bool) -> tf.Tensor:
@@ -50,7 +50,7 @@ def _all_batches(step: Callable, x: np.ndarray, y: np.ndarray, order: tf.Tensor,
     samples = len(x)
     images, targets = tf.constant(x), tf.constant(y)
     step = tf.function(step, autograph=False)  # traced once, called in two places
-    steps, partial = math.ceil(samples / batch_size), samples % batch_size != 0
+    steps, partial = steps_per_epoch(samples, batch_size), samples % batch_size != 0
 
     def batch(k: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if partial:  # the adapter's batches then have no static size either

@@ -27,8 +27,6 @@ from cnnlab.backend.tf import IMPORT_SECONDS, keras, tf
 from cnnlab.config.schema import Config, TrainConfig
 from cnnlab.data.dataset import Dataset, input_spec, load_dataset
 from cnnlab.errors import TrainingInterrupted
-from cnnlab.report import figures as plots
-from cnnlab.report import pages as report
 from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
 from cnnlab.training import analysis, distribute, graph_batches, optimization, tracking
@@ -37,6 +35,9 @@ from cnnlab.training.timing import CallbackTime, EpochTimer, Phases
 
 Log = Callable[[str], None]
 StopCheck = Callable[[int, dict[str, float]], bool]
+# Draws a finished run's figures and page from its record, timing each as a phase of
+# ``phases``; given by whoever runs the training (training never draws).
+Draw = Callable[[load.Run, Phases], None]
 _unclaimed_import = [IMPORT_SECONDS]  # TensorFlow's import: a phase of the process's first run
 
 
@@ -48,7 +49,7 @@ def steps_per_execution(cfg: TrainConfig, train_examples: int) -> int:
     learning is unchanged (same batches, same order, same number of steps), and the
     timer stays honest because it only reads the clock at epoch and validation starts.
     """
-    steps = max(1, math.ceil(train_examples / cfg.batch_size))
+    steps = layout.steps_per_epoch(train_examples, cfg.batch_size)
     if cfg.steps_per_execution == "auto":
         return steps
     return min(int(cfg.steps_per_execution), steps)
@@ -232,27 +233,16 @@ def _status(rows: list[dict[str, Any]], epochs: int) -> Status:
     return Status.FINISHED if len(rows) >= epochs else Status.EARLY_STOPPED
 
 
-def _write_plots(run_dir: Path, title: str, rows: list[dict], metrics: dict,
-                 class_names: tuple[str, ...]) -> None:
-    plots.plot_curves(rows, run_dir / layout.CURVES_FILE, title,
-                      best_epoch=metrics["best_epoch"], overfit_epoch=metrics["overfit_epoch"])
-    plots.plot_learning_rate(rows, run_dir / layout.LEARNING_RATE_FILE, title)
-    if metrics.get("confusion_matrix") is not None:
-        acc = metrics["test_accuracy"]
-        plots.plot_confusion_matrix(np.array(metrics["confusion_matrix"]), class_names,
-                                    run_dir / layout.CONFUSION_FILE,
-                                    f"{title}: test set confusion matrix (accuracy {acc:.3f})")
-
-
 def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
           outputs_root: str | Path = "outputs", resume: bool = False,
-          stop_check: StopCheck | None = None) -> load.Run:
+          stop_check: StopCheck | None = None, draw: Draw | None = None) -> load.Run:
     """Train ``config`` and write its run folder; returns the finished :class:`load.Run`.
 
     With ``resume=True``, ``out_dir`` must be an interrupted run of the same config: it
     continues from the last completed epoch and ends with ``train.epochs`` history rows.
     ``stop_check(epoch, logs)`` is asked after every epoch (a search's pruner); when it
     says True, training stops there and the run is recorded with status ``pruned``.
+    ``draw(run, phases)`` makes the figures and page from the record before metrics.json.
     """
     if resume:
         storage.check_resumable(out_dir, config.to_dict())
@@ -281,7 +271,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
     if pruner.pruned:
         metrics["status"] = Status.PRUNED
-    _write_record(config, run_dir, metrics, rows, phases, log)
+    _write_record(load.Run(run_dir, config.to_dict(), _json_safe(metrics), rows), phases, draw)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
     log(summary_line(metrics, run_dir))
     return load.read_run(run_dir)
@@ -389,7 +379,7 @@ def _best_model(model: keras.Model, checkpoint: BestCheckpoint) -> keras.Model |
 def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
             rows: list[dict[str, Any]], checkpoint: BestCheckpoint, phases: Phases
             ) -> dict[str, Any]:
-    """Evaluate the best checkpoint on the test set and draw the plots; the metrics."""
+    """Evaluate the best checkpoint on the test set; the metrics."""
     status = _status(rows, config.train.epochs)
     best = analysis.best_epoch([r["val_accuracy"] for r in rows])
     test: dict[str, Any] = {"test_accuracy": None, "test_loss": None, "confusion_matrix": None,
@@ -416,26 +406,18 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
         "data": data.record,
         "environment": environment(),
     }
-    with phases("plots"):
-        _write_plots(run_dir, config.name, rows, metrics, data.class_names)
     return metrics
 
 
-def _write_record(config: Config, run_dir: Path, metrics: dict[str, Any],
-                  rows: list[dict[str, Any]], phases: Phases, log: Log) -> None:
-    """report.html, then metrics.json (last: it marks the run finished), both with the
-    phases. A kill in between leaves a run that is not finished, never a finished run
-    whose record is rewritten later."""
-    with phases("report"):
-        metrics["phases"] = phases.record()
-        run = load.Run(run_dir, config.to_dict(), _json_safe(metrics), rows)
-        try:
-            report.write_run_page(run)
-        except Exception as exc:  # noqa: BLE001 - the run is not lost for want of a page
-            log(f"report.html not written for {run_dir}: {type(exc).__name__}: {exc}")
-    metrics["phases"] = phases.record()
-    (run_dir / layout.STATUS_FILE).unlink(missing_ok=True)  # metrics.json alone: finished
-    storage.write_json(run_dir / layout.METRICS_FILE, _json_safe(metrics))
+def _write_record(run: load.Run, phases: Phases, draw: Draw | None) -> None:
+    """Figures and report.html, then metrics.json (last: it marks the run finished), both
+    with the phases. A kill in between leaves a run that is not finished, never a finished
+    run whose record is rewritten later."""
+    if draw is not None:
+        draw(run, phases)
+    metrics = {**run.metrics, "phases": phases.record()}
+    (run.path / layout.STATUS_FILE).unlink(missing_ok=True)  # metrics.json alone: finished
+    storage.write_json(run.path / layout.METRICS_FILE, _json_safe(metrics))
 
 
 def _json_safe(value: Any) -> Any:

@@ -4,12 +4,12 @@ wall time per phase of the whole run (:class:`Phases`)."""
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from cnnlab.backend.tf import keras
+from cnnlab.runs.layout import steps_per_epoch
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -22,7 +22,7 @@ class EpochTimer(keras.callbacks.Callback):
 
     def __init__(self, train_examples: int, batch_size: int):
         super().__init__()
-        self.steps_per_epoch = max(1, math.ceil(train_examples / batch_size))
+        self.steps_per_epoch = steps_per_epoch(train_examples, batch_size)
         self.rows: list[dict[str, float]] = []
         self._start = self._val_start = 0.0
 

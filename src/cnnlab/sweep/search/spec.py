@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cnnlab.config.schema import shown
+from cnnlab.config.checks import shown
 from cnnlab.errors import ConfigError
 from cnnlab.runs.layout import METRICS, SELECTABLE
 

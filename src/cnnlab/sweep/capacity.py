@@ -1,0 +1,92 @@
+"""How many runs a local sweep trains at once (``--jobs``), decided once with its reason:
+the cores, the memory each run needs and what the machine has available."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cnnlab.config.schema import Config
+from cnnlab.errors import ConfigError
+
+# Resident memory of a worker beside its data arrays (TensorFlow, Keras, the traced
+# graphs); measured in benchmarks/README.md ("Memory per worker").
+WORKER_BASE_BYTES = 900 * 2**20
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """Runs at most at once, the cores to pack them on (None: do not pack) and the line
+    that says why."""
+
+    at_once: int
+    cores: int | None
+    reason: str
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity), else the machine's count."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel says new processes can use without swapping (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def run_memory(config: Config) -> int:
+    """Resident bytes of a worker training ``config``: the base, the float32 train,
+    validation and test images, and about one more copy of them while Keras reads them."""
+    height, width = config.data.image_size or (32, 32)
+    images = (config.data.train_size or 50_000) + config.data.val_size + (
+        config.data.test_size or 10_000)  # null: CIFAR-10's whole splits
+    return WORKER_BASE_BYTES + 2 * images * height * width * 3 * 4
+
+
+def plan(jobs: str | int, planned: Sequence[Config]) -> Capacity:
+    """``--jobs`` decided for these runs.
+
+    ``auto``: as many as the cores allow, fewer when the machine's available memory would
+    not hold them; ``N``: at most N (never more than the runs), refused (ConfigError) when
+    N runs would not fit."""
+    if not planned:
+        return Capacity(1, None, f"--jobs {jobs}: nothing to run")
+    need, free = max(map(run_memory, planned)), available_memory()
+    fit = len(planned) if free is None else max(1, free // need)
+    if jobs == "auto":
+        return _auto(planned, need, free, fit)
+    count = min(int(jobs), len(planned))
+    if count > fit:
+        raise ConfigError(f"--jobs {jobs}: {count} runs at once need about "
+                          f"{_gb(count * need)} of memory, {_gb(free)} is "
+                          f"available; use --jobs {fit} or --jobs auto")
+    capped = f" (there are {len(planned)} runs)" if count < int(jobs) else ""
+    return Capacity(count, None, f"--jobs {jobs}: up to {count} runs at once{capped}, each "
+                                 "in a worker process")
+
+
+def _auto(planned: Sequence[Config], need: int, free: int | None, fit: int) -> Capacity:
+    cores = available_cores()
+    wanted = min(cores, len(planned))
+    at_once = max(1, min(wanted, fit))
+    line = (f"--jobs auto: up to {at_once} run{'s' if at_once > 1 else ''} at once on "
+            f"{cores} cores (one-thread runs side by side, an all-cores run alone)")
+    if at_once < wanted:
+        line += (f"; not {wanted}: they would need about {_gb(wanted * need)} of memory, "
+                 f"{_gb(free)} is available")
+    return Capacity(at_once, cores, line)
+
+
+def _gb(size: int | None) -> str:
+    return f"{(size or 0) / 2**30:.1f} GB"
