@@ -20,6 +20,7 @@ import click
 from cnnlab import __version__
 from cnnlab.config.files import load_config, reference
 from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.runs.layout import Status
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -57,7 +58,7 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             _fail(str(exc))
         except (Interrupted, KeyboardInterrupt) as exc:
             code = 128 + (_received[-1] if _received else signal.SIGINT)
-            _fail(str(exc) if isinstance(exc, Interrupted) else "interrupted", code)
+            _fail(str(exc) if isinstance(exc, Interrupted) else Status.INTERRUPTED.value, code)
         except OSError as exc:  # a full disk, a read-only or forbidden folder
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}; free space or fix the folder's permissions, "

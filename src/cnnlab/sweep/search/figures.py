@@ -9,9 +9,12 @@ from pathlib import Path
 from matplotlib.ticker import MaxNLocator
 
 from cnnlab.report.figures import plt, save_figure
+from cnnlab.runs.layout import Status
 
-STATE_STYLE = {"complete": ("o", "tab:blue", "finished"), "pruned": ("x", "tab:orange",
-               "pruned (last reported epoch)"), "fail": ("s", "tab:red", "failed")}
+# Optuna's trial states, drawn with our words for them
+STATE_STYLE = {"complete": ("o", "tab:blue", Status.FINISHED.value),
+               "pruned": ("x", "tab:orange", f"{Status.PRUNED.value} (last reported epoch)"),
+               "fail": ("s", "tab:red", Status.FAILED.value)}
 
 
 def plot_history(points: Sequence[tuple[int, float | None, str]], metric: str,

@@ -35,7 +35,7 @@ from cnnlab.sweep.spec import Sweep, SweepRun, TrialRef, trial_name, trial_run
 Log = Callable[[str], None]
 STUDY_FILE = "study.db"
 RUN_ATTR, REASON_ATTR = "run", "failed_reason"  # trial user attributes
-INTERRUPTED = "interrupted"  # the reason of a trial cut off by a dead sweep process
+INTERRUPTED = Status.INTERRUPTED.value  # the reason of a trial cut off by a dead sweep
 SCALARS = (type(None), bool, int, float, str)
 
 
