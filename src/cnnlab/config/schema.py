@@ -1,4 +1,4 @@
-"""Experiment configs: the schema, YAML loading, ``--set`` overrides and validation.
+"""Experiment configs: the schema (each key once) and validation.
 
 A config is a frozen :class:`Config` with sections (``data``, ``model``, ``train``,
 ``tracking``) plus ``seed`` and ``name``. Each key is defined once, as a dataclass field

@@ -1,4 +1,4 @@
-"""Results of many runs: one row per run, ranking, the console table, the timing table,
+"""Results of many runs: one row per run, ranking, the console tables, summary.csv,
 the winner's config, and the rows of ``cnnlab compare``.
 
 Rows are computed from run folders alone (``metrics.json``, ``config.yaml``,
