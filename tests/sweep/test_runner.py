@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.errors import DataError, SweepInterrupted
+from cnnlab.errors import DataError, SweepInterrupted, TrainingInterrupted
 from cnnlab.runs import layout, storage
 from cnnlab.sweep import runner
 from cnnlab.sweep.spec import Sweep, SweepRun, sweep_from_dict
@@ -160,14 +160,31 @@ def test_a_user_error_stops_the_sweep_and_keeps_what_finished(tmp_path: Path) ->
     assert not (tmp_path / layout.FAILURES_FILE).exists()  # not a failure of the run
 
 
-def test_ctrl_c_in_a_run_becomes_sweep_interrupted(tmp_path: Path) -> None:
-    executor = Scripted({(IDS[2], 1): KeyboardInterrupt()})
+class InterruptedAtSubmit(Scripted):
+    """Ctrl-C while a run is handed over (an executor training in this process)."""
+
+    def submit(self, run: SweepRun, run_dir: Path, log: runner.Log) -> Future[None]:
+        if run.id == IDS[2]:
+            self.calls.append(run.id)
+            raise KeyboardInterrupt
+        return super().submit(run, run_dir, log)
+
+
+@pytest.mark.parametrize("executor", [
+    Scripted({(IDS[2], 1): KeyboardInterrupt()}),
+    Scripted({(IDS[2], 1): TrainingInterrupted(IDS[2])}),
+    InterruptedAtSubmit(),
+], ids=["ctrl-c in the run", "training interrupted", "ctrl-c at submit"])
+def test_ctrl_c_becomes_sweep_interrupted_and_keeps_what_finished(
+        tmp_path: Path, executor: Scripted) -> None:
     with pytest.raises(SweepInterrupted) as stopped:
         sweep_once(tmp_path, executor)
     assert str(stopped.value) == (
         f"sweep interrupted; finished runs are kept in {tmp_path}; run the same command "
         f"with --out {tmp_path} to resume")
-    assert executor.calls == IDS
+    assert executor.calls == IDS  # not retried
+    assert results(tmp_path) == {IDS[0]: ("finished", 2), IDS[1]: ("finished", 1),
+                                 IDS[2]: ("pending", "")}
     assert [r.id for r in runner.pending(small_sweep(), tmp_path)] == [IDS[2]]
     assert not (tmp_path / layout.FAILURES_FILE).exists()
 
