@@ -332,6 +332,11 @@ def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
     arms = [(variant, {**overrides, **combo}, ([variant] if variant else [])
              + [f"{short[k]}={_fmt(v)}" for k, v in combo.items()])
             for variant, overrides in variant_items for combo in combos]
+    if repeats > 1 and any("seed" in overrides for _, overrides, _ in arms):
+        # the repeats would overwrite it: every arm the same seeds, silently
+        raise ConfigError(f"{origin}: seed is varied by the sweep, but repeats {repeats} set "
+                          "each run's seed (base seed + repeat); drop seed from the axes and "
+                          "variants (set the base seed with set: or --set), or use repeats 1")
     try:
         base_seed = SCHEMA[""]["seed"](common.get("seed", 0))
     except ValueError as allowed:
