@@ -22,6 +22,7 @@ from cnnlab.report.figures import plt
 def sweep_folder(tmp_path_factory, cache_dir, sample_archive) -> Path:
     """Two tiny runs in subfolders, a results.csv and a comparison PNG; the second run is
     trained with report building broken, to check that the run is kept anyway."""
+    from cnnlab.report.run_report import drawer
     from cnnlab.training.loop import train
 
     root = tmp_path_factory.mktemp("sweep")
@@ -35,7 +36,7 @@ def sweep_folder(tmp_path_factory, cache_dir, sample_archive) -> Path:
         with pytest.MonkeyPatch.context() as mp:
             if name == "lr-0.1":
                 mp.setattr(report, "write_run_page", _broken)
-            run = train(cfg, root / name, log=logged.append)
+            run = train(cfg, root / name, log=logged.append, draw=drawer(logged.append))
         rows.append({"run": name, "learning_rate": lr, "status": run.status,
                      "best_val_accuracy": run.metrics["best_val_accuracy"],
                      "note": "<b>not bold</b> & co"})
