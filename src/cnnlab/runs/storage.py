@@ -23,11 +23,27 @@ from cnnlab.runs.layout import (
     RESULTS_FILE,
     STATUS_FILE,
     SWEEP_FILE,
+    Status,
 )
 
 
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``metrics.json`` as a dict with a finished status; None when it is missing,
+    cut short, not UTF-8 or not such a record (a run whose record is damaged is unfinished)."""
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_bytes().decode("utf-8"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError,
+            RecursionError):
+        return None
+    finished = {s.value for s in Status if s.finished}
+    if not isinstance(metrics, dict) or metrics.get("status") not in finished:
+        return None
+    return metrics
+
+
 def is_finished(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / METRICS_FILE).exists()
+    """``metrics.json`` holds a finished run's record (written last, atomically)."""
+    return read_metrics(run_dir) is not None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -73,6 +89,19 @@ def _number(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def clear_folder(path: Path) -> str | None:
+    """Remove a partial run folder, or the folder a sweep rewrites; a symbolic link is
+    removed itself and never followed (nothing outside the sweep folder is touched).
+    Returns what the link pointed to, or None when ``path`` was not a link."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        path.unlink()
+        return target
+    if path.exists():
+        shutil.rmtree(path)
+    return None
 
 
 def check_out_dir(out: str | Path) -> Path:

@@ -20,6 +20,7 @@ from cnnlab.sweep import figures as sweep_plots
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.ray import RayExecutor, RayOptions
 from cnnlab.sweep.search import figures as search_plots
+from cnnlab.sweep.search import recovery
 from cnnlab.sweep.search import trials as search
 from cnnlab.sweep.spec import (
     Sweep,
@@ -50,8 +51,11 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
         r.config for r in sweep.runs]
-    at_once, cores = executors.jobs_for(jobs, configs) if backend == "local" else (1, None)
+    wanted = jobs if jobs == "auto" else max(1, min(int(jobs), _runs_to_train(sweep, out)))
+    at_once, cores = executors.jobs_for(wanted, configs) if backend == "local" else (1, None)
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
+        if asks:
+            recovery.checked_study(sweep, sweep_dir, log)
         source = (search.Trials(sweep, sweep_dir, log) if asks
                   else sweep_runner.Plan(sweep, sweep_dir))
         done = sum(storage.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
@@ -71,6 +75,15 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
+
+
+def _runs_to_train(sweep: Sweep, out: str | Path | None) -> int:
+    """The runs not finished yet in ``out`` (a search: its trials in all)."""
+    if sweep.search is not None and not sweep.runs:
+        return sweep.search.trials
+    if out is None or not Path(out).is_dir():
+        return len(sweep.runs)
+    return len(sweep_runner.pending(sweep, Path(out)))
 
 
 def _executor(source: sweep_runner.Source, backend: str, options: RayOptions | None,
