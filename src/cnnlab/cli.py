@@ -113,6 +113,9 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
     from cnnlab.data.dataset import input_spec
 
     input_shape, num_classes = input_spec(cfg.data)
+    from cnnlab.training.sizes import check_model
+
+    check_model(cfg.model, input_shape, num_classes)  # before Keras allocates its weights
     from cnnlab.training.model import build_model, format_layer_table
 
     model = build_model(cfg.model, input_shape, num_classes, name=cfg.name)

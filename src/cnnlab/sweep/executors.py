@@ -37,6 +37,7 @@ from cnnlab.data import dataset as data
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.sweep.search import pruning
 from cnnlab.sweep.spec import SweepRun
+from cnnlab.training.sizes import available_memory
 
 Log = Callable[[str], None]
 # Resident memory of a worker beside its data arrays (TensorFlow, Keras, the traced
@@ -197,18 +198,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def available_memory() -> int | None:
-    """Bytes the kernel says new processes can use without swapping (Linux), else None."""
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def run_memory(config: Config) -> int:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cnnlab.config.schema import Config, config_from_dict
+from cnnlab.data import dataset as data
+from cnnlab.errors import DataError
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, storage
 from cnnlab.sweep import executors, findings, hparams, results
@@ -30,6 +32,7 @@ from cnnlab.sweep.spec import (
     load_sweep,
     sweep_from_dict,
 )
+from cnnlab.training import sizes
 
 Log = Callable[[str], None]
 BACKENDS = ("local", "ray")
@@ -51,6 +54,7 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
         r.config for r in sweep.runs]
+    _check_sizes(configs)
     wanted = jobs if jobs == "auto" else max(1, min(int(jobs), _runs_to_train(sweep, out)))
     at_once, cores = executors.jobs_for(wanted, configs) if backend == "local" else (1, None)
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
@@ -75,6 +79,16 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
+
+
+def _check_sizes(configs: list[Config]) -> None:
+    """Every run fits in memory (one at a time), checked before the sweep folder is made."""
+    for config in configs:
+        try:
+            input_shape, num_classes = data.input_spec(config.data)
+        except DataError:
+            continue  # data that cannot be read is left to its runs (recorded as failed)
+        sizes.check(config, input_shape, num_classes)
 
 
 def _runs_to_train(sweep: Sweep, out: str | Path | None) -> int:
