@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,9 @@ def load_model(path: str | Path, trust_code: bool = False) -> Any:
             # optimizer state (e.g. mixed precision's loss scale) does not matter
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             return keras.saving.load_model(path, safe_mode=not trust_code)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # cut short, garbage
+        raise RunError(f"{path}: damaged ({str(exc).splitlines()[0][:150]}); train the run "
+                       "again, or put back the file the run wrote") from None
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise RunError(f"{path}: the model contains code (a Lambda layer) and is refused "

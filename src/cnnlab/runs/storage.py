@@ -104,6 +104,22 @@ def clear_folder(path: Path) -> str | None:
     return None
 
 
+def resumable_run(path: str | Path) -> Path | None:
+    """The interrupted run folder holding ``path`` (it, or a folder up to two levels
+    above), if there is one: config.yaml and status.json, no finished metrics.json."""
+    path = Path(path)
+    for folder in [path, *path.parents][:3]:
+        try:
+            status = json.loads((folder / STATUS_FILE).read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(status, dict) and status.get("status") in (Status.INTERRUPTED,
+                                                                  Status.RUNNING)
+                and (folder / CONFIG_FILE).exists() and not is_finished(folder)):
+            return folder
+    return None
+
+
 def check_out_dir(out: str | Path) -> Path:
     """``out`` as a Path; RunError if it already holds anything (runs are never overwritten)."""
     path = Path(out)

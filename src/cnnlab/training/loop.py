@@ -335,8 +335,9 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
                 callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
                            pruner],
             )
-    except OSError:
+    except OSError as exc:
         _mark_interrupted(run_dir)  # a full disk: free space, then --resume
+        exc.filename = exc.filename or str(run_dir)  # the message names where it happened
         raise
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)
