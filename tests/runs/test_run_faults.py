@@ -57,7 +57,7 @@ def test_a_damaged_record_is_one_line_naming_the_file(run: Path, name: str, payl
     before = files(run)
     result = CliRunner().invoke(main, [command, str(run)])
     assert result.exit_code == 2, result.output
-    one_line_error(result.stderr, f"{run / name}: damaged", "train the run again")
+    one_line_error(result.stderr, f"{run}: damaged run record ({name}: ", "train the run again")
     assert files(run) == before
 
 

@@ -24,7 +24,7 @@ from cnnlab.runs.layout import (
     STATUS_FILE,
     Status,
 )
-from cnnlab.runs.storage import read_csv
+from cnnlab.runs.storage import metrics_problem, read_csv
 
 
 @dataclass(frozen=True)
@@ -60,13 +60,15 @@ def read_run(path: str | Path) -> Run:
         raise RunError(f"{path}: not a finished run (no metrics.json or config.yaml); "
                        "train it with 'cnnlab train' first")
     metrics = _record(metrics_file, json.loads)
+    problem = metrics_problem(metrics)
+    if problem:
+        raise RunError(_damaged(metrics_file, problem))
     config = _record(path / CONFIG_FILE, yaml.safe_load)
     history_file = path / HISTORY_FILE
     try:
         history = read_csv(history_file) if history_file.exists() else []
-    except (ValueError, csv.Error) as exc:  # not UTF-8, a NUL byte, a field too large
-        raise RunError(f"{history_file}: damaged ({str(exc)[:120]}); train the run again, "
-                       "or put back the file the run wrote") from None
+    except (ValueError, TypeError, csv.Error, IsADirectoryError) as exc:  # not UTF-8, cut
+        raise RunError(_damaged(history_file, str(exc)[:120])) from None
     return Run(path=path, config=config, metrics=metrics, history=history)
 
 
@@ -74,14 +76,17 @@ def _record(file: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
     """A run's JSON or YAML record as a mapping; RunError naming the file if damaged."""
     try:
         found = parse(file.read_bytes().decode("utf-8"))
-    except (ValueError, yaml.YAMLError, RecursionError) as exc:  # not UTF-8, cut short
+    except (ValueError, yaml.YAMLError, RecursionError, IsADirectoryError) as exc:  # cut short
         why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        raise RunError(f"{file}: damaged ({why}); train the run again, or put back "
-                       "the file the run wrote") from None
+        raise RunError(_damaged(file, why)) from None
     if not isinstance(found, dict):
-        raise RunError(f"{file}: damaged (not a mapping of keys); train the run again, or "
-                       "put back the file the run wrote")
+        raise RunError(_damaged(file, "not a mapping of keys"))
     return found
+
+
+def _damaged(file: Path, why: str) -> str:
+    return (f"{file.parent}: damaged run record ({file.name}: {why}); train the run again, "
+            "or put back the file the run wrote")
 
 
 def _check_not_training(path: Path) -> None:

@@ -35,10 +35,31 @@ def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError,
             RecursionError):
         return None
-    finished = {s.value for s in Status if s.finished}
-    if not isinstance(metrics, dict) or metrics.get("status") not in finished:
-        return None
-    return metrics
+    return None if metrics_problem(metrics) else metrics
+
+
+NUMBER_KEYS = ("epochs_run", "best_val_accuracy", "best_epoch", "overfit_epoch",
+               "test_accuracy", "test_loss", "final_train_loss", "final_val_loss",
+               "trainable_params", "ms_per_step", "s_per_epoch")
+MAPPING_KEYS = ("per_class", "distribute", "mixed_precision", "data", "environment", "phases")
+LIST_KEYS = ("confusion_matrix", "most_confused")
+
+
+def metrics_problem(metrics: Any) -> str | None:
+    """What makes ``metrics`` not a finished run's record (None: nothing): the shape of
+    every key that is read back."""
+    if not isinstance(metrics, dict):
+        return "not a mapping of keys"
+    if metrics.get("status") not in {s.value for s in Status if s.finished}:
+        return f"status {str(metrics.get('status'))[:40]!r} is not a finished run's"
+    kinds = [(NUMBER_KEYS, (int, float), "a number"), (MAPPING_KEYS, dict, "a mapping"),
+             (LIST_KEYS, list, "a list")]
+    for keys, kind, name in kinds:
+        for key in keys:
+            value = metrics.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                return f"{key} is not {name}"
+    return None
 
 
 def is_finished(run_dir: str | Path) -> bool:

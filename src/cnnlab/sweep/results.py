@@ -8,6 +8,7 @@ Rows are computed from run folders alone (``metrics.json``, ``config.yaml``,
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -130,9 +131,15 @@ def read_curves(run_dir: Path, label: str, row: dict[str, Any]) -> Curves | None
     history_file = run_dir / layout.HISTORY_FILE
     if row["status"] in (Status.PENDING, Status.FAILED) or not history_file.exists():
         return None
+    try:
+        history = storage.read_csv(history_file)
+    except (ValueError, TypeError, csv.Error, OSError):  # damaged: the run kept, no curves
+        return None
+    if not history or not all(isinstance(r.get(key), int | float) for r in history
+                              for key in layout.HISTORY_COLUMNS[:5]):
+        return None
     overfit = row.get("overfit_epoch")
-    return Curves(label, storage.read_csv(history_file), overfit if overfit != "" else None,
-                  str(row["status"]))
+    return Curves(label, history, overfit if overfit != "" else None, str(row["status"]))
 
 
 # --- sweeps ---

@@ -297,7 +297,7 @@ def _check_resumable(sweep: Sweep, path: Path) -> None:
     record = path / layout.SWEEP_FILE
     try:
         old = yaml.safe_load(record.read_bytes().decode("utf-8"))
-    except (yaml.YAMLError, ValueError):
+    except (yaml.YAMLError, ValueError, RecursionError, IsADirectoryError):
         raise RunError(f"{record}: damaged; put back the file the sweep wrote, or choose a "
                        "new --out folder") from None
     old = old if isinstance(old, dict) else {}
