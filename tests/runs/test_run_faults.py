@@ -98,3 +98,16 @@ def test_an_image_file_name_that_is_not_utf8_is_read_and_fingerprinted(
     assert result.exit_code == 0, result.output
     recorded = json.loads((out / layout.METRICS_FILE).read_text())["data"]
     assert recorded["fingerprint"].startswith("sha256:") and recorded["sizes"]["train"] == 8
+
+
+@pytest.mark.parametrize(("command", "folder"), [("plot-activations", layout.ACTIVATIONS_DIR),
+                                                  ("export", "export")])
+def test_a_linked_output_folder_inside_a_run_is_refused(run: Path, tmp_path: Path,
+                                                        command: str, folder: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (run / folder).symlink_to(outside, target_is_directory=True)
+    result = CliRunner().invoke(main, [command, str(run)])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"{run / folder}: a symbolic link", "remove the link")
+    assert list(outside.iterdir()) == []

@@ -141,6 +141,15 @@ def resumable_run(path: str | Path) -> Path | None:
     return None
 
 
+def check_no_link(folder: Path) -> Path:
+    """``folder`` (inside a run folder) unless it is a symbolic link: what cnnlab writes
+    into a run folder stays in it."""
+    if folder.is_symlink():
+        raise RunError(f"{folder}: a symbolic link (to {os.readlink(folder)}); cnnlab writes "
+                       "only inside the run folder: remove the link, or give --out")
+    return folder
+
+
 def check_out_dir(out: str | Path) -> Path:
     """``out`` as a Path; RunError if it already holds anything (runs are never overwritten)."""
     path = Path(out)
