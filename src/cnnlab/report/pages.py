@@ -251,7 +251,7 @@ def sweep_page(folder: Path, log: Log) -> str:
     run_list = sweep_runs(folder)
     links = []
     for run_dir in run_list:
-        if not (run_dir / REPORT_NAME).exists():
+        if not (run_dir / REPORT_NAME).exists() and not run_dir.is_symlink():  # stays inside
             try_write_report(run_dir, log)
         target = f"{run_dir.name}/{REPORT_NAME}"
         links.append(f'<li><a href="{esc(target)}">{esc(run_dir.name)}</a></li>')
