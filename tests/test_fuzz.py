@@ -1,8 +1,13 @@
 """A fuzzer on every input (issue 17): property-based tests with Hypothesis.
 
 Inputs: config YAML files (known and unknown keys, any YAML value, random text and bytes
-as a file), ``--set KEY=VALUE`` strings, sweep files, and small generated image folders
-and tar archives used as ``data.path`` with ``data.source: imagefolder``.
+as a file), ``--set KEY=VALUE`` strings, sweep files, small generated image folders
+and tar archives used as ``data.path`` with ``data.source: imagefolder``, and (issue 27)
+finished run and sweep folders with one file damaged (cut short, garbage, wrong types,
+not UTF-8, a symbolic link out of the folder, a folder in its place, deleted), given to
+``report``, ``evaluate``, ``compare`` and a resumed ``sweep``: besides the property
+below, the untouched run of a damaged sweep keeps its record, and what the links point
+to is never changed.
 
 The property, for every input: the command either works (exit 0) or ends with exit code 2
 and exactly one line on stderr, ``cnnlab: error: ...``; never a traceback, another exit
