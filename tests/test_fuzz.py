@@ -1,8 +1,13 @@
 """A fuzzer on every input (issue 17): property-based tests with Hypothesis.
 
 Inputs: config YAML files (known and unknown keys, any YAML value, random text and bytes
-as a file), ``--set KEY=VALUE`` strings, sweep files, and small generated image folders
-and tar archives used as ``data.path`` with ``data.source: imagefolder``.
+as a file), ``--set KEY=VALUE`` strings, sweep files, small generated image folders
+and tar archives used as ``data.path`` with ``data.source: imagefolder``, and (issue 27)
+finished run and sweep folders with one file damaged (cut short, garbage, wrong types,
+not UTF-8, a symbolic link out of the folder, a folder in its place, deleted), given to
+``report``, ``evaluate``, ``compare`` and a resumed ``sweep``: besides the property
+below, the untouched run of a damaged sweep keeps its record, and what the links point
+to is never changed.
 
 The property, for every input: the command either works (exit 0) or ends with exit code 2
 and exactly one line on stderr, ``cnnlab: error: ...``; never a traceback, another exit
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import shutil
 import signal
 import tarfile
 import tempfile
@@ -33,12 +40,14 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import tiny_sets
 from hypothesis import HealthCheck, currently_in_test_context, event, example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.config.schema import ALL_KEYS, FIELDS, SECTIONS
+from cnnlab.runs import layout, storage
 from cnnlab.sweep.spec import SWEEP_KEYS
 
 settings.register_profile(
@@ -66,7 +75,7 @@ def _alarm(signum: int, frame: Any) -> None:
 
 def tree(folder: Path) -> dict[str, int]:
     """Every file under folder (relative path -> size)."""
-    return {p.relative_to(folder).as_posix(): p.stat().st_size
+    return {p.relative_to(folder).as_posix(): p.lstat().st_size
             for p in folder.rglob("*") if p.is_file() or p.is_symlink()}
 
 
@@ -560,3 +569,124 @@ test_image_tree = settings(max_examples=10)(
     example(EXAMPLE_TREE)(given(IMAGE_TREES)(check_random_image_tree)))
 test_image_tree_slow = pytest.mark.slow(settings(max_examples=80)(
     given(IMAGE_TREES)(check_random_image_tree)))
+
+
+# --- (5) damaged run and sweep folders (issue 27) -------------------------------------
+
+RUN_FILES = [layout.METRICS_FILE, layout.CONFIG_FILE, layout.HISTORY_FILE, layout.STATUS_FILE,
+             layout.MODEL_FILE]
+SWEEP_FILES = [layout.SWEEP_FILE, layout.RESULTS_FILE, layout.LOCK_FILE,
+               *(f"001-a/{name}" for name in RUN_FILES), "001-a"]
+NOT_UTF8 = st.binary(min_size=1, max_size=8).map(lambda b: b"\xff\xfe" + b)
+DAMAGES = st.one_of(
+    st.tuples(st.just("truncate"), st.floats(0, 1)),
+    st.tuples(st.just("garbage"), st.binary(max_size=64)),
+    st.tuples(st.just("wrong types"), VALUES),
+    st.tuples(st.just("not utf-8"), NOT_UTF8),
+    st.tuples(st.just("symlink"), st.sampled_from(["file", "folder", "dangling"])),
+    st.tuples(st.just("folder"), st.none()),
+    st.tuples(st.just("delete"), st.none()),
+)
+
+
+def damage(path: Path, kind: str, arg: Any, outside: Path) -> None:
+    """Damage ``path`` (a file or a run folder) as ``kind`` says."""
+    payload = path.read_bytes() if path.is_file() else b""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+    if kind == "truncate":
+        path.write_bytes(payload[:int(len(payload) * arg)])
+    elif kind in ("garbage", "not utf-8"):
+        path.write_bytes(arg if kind == "garbage" else payload[:20] + arg + payload[20:])
+    elif kind == "wrong types":
+        path.write_bytes(json.dumps(arg).encode() if path.suffix == ".json" else dump(arg))
+    elif kind == "symlink":
+        path.symlink_to({"file": outside / "file.txt", "folder": outside,
+                         "dangling": outside / "missing"}[arg])
+    elif kind == "folder":
+        (path / "x").mkdir(parents=True)
+
+
+def outside_folder(folder: Path) -> Path:
+    """A folder of the user's beside the damaged one, which nothing may touch."""
+    outside = folder / "outside"
+    outside.mkdir()
+    (outside / "file.txt").write_text("mine")
+    (outside / ".notes.tmp").write_text("mine too")
+    (outside / layout.METRICS_FILE).write_text("{}")
+    return outside
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, sample_archive: Path,
+                 cache_dir: Path) -> Path:
+    out = tmp_path_factory.mktemp("fuzz-run") / "run"
+    args = [a for key, value in {**tiny_sets(sample_archive, cache_dir, epochs=1),
+                                 "model.filters": "[4]", "model.dense": "[8]"}.items()
+            for a in ("--set", f"{key}={str(value).lower() if isinstance(value, bool) else value}")]
+    result = CliRunner().invoke(main, ["train", "baseline", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(tmp_path_factory: pytest.TempPathFactory, sample_archive: Path,
+                   cache_dir: Path) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("fuzz-sweep")
+    spec = root / "s.yaml"
+    spec.write_bytes(dump({"name": "fz", "base": "baseline", "set": {
+        **tiny_sets(sample_archive, cache_dir, epochs=1), "model.filters": [4],
+        "model.dense": [8], "tracking.tensorboard": False},
+        "variants": {"a": {}, "b": {"train.learning_rate": 0.05}}}))
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(root / "done")])
+    assert result.exit_code == 0, result.output
+    return spec, root / "done"
+
+
+def check_damaged_run(run: Path, name: str, kind: str, arg: Any, command: str) -> None:
+    with workdir() as folder:
+        outside = outside_folder(folder)
+        work = folder / "w"
+        shutil.copytree(run, work / "run")
+        damage(work / "run" / name, kind, arg, outside)
+        args = {"report": ["report", "w/run"], "evaluate": ["evaluate", "w/run"],
+                "compare": ["compare", "w/run", "--out", "w/cmp"]}[command]
+        run_cli(args, folder, out=work)
+
+
+@settings(max_examples=12)
+@given(st.sampled_from(RUN_FILES), DAMAGES, st.sampled_from(["report", "evaluate", "compare"]))
+def test_damaged_run_folder(finished_run: Path, name: str, how: tuple[str, Any],
+                            command: str) -> None:
+    check_damaged_run(finished_run, name, *how, command)
+
+
+def check_damaged_sweep(spec: Path, done: Path, name: str, kind: str, arg: Any,
+                        command: str) -> None:
+    with workdir() as folder:
+        outside = outside_folder(folder)
+        shutil.copytree(done, folder / "s")
+        kept = (folder / "s" / "002-b" / layout.METRICS_FILE).read_bytes()
+        damage(folder / "s" / name, kind, arg, outside)
+        args = (["report", "s"] if command == "report" else
+                ["sweep", str(spec), "--out", "s"])
+        result = run_cli(args, folder, out=folder / "s")
+        assert (folder / "s" / "002-b" / layout.METRICS_FILE).read_bytes() == kept
+        if command == "resume" and result.exit_code == 0:  # the sweep could finish
+            assert all(storage.is_finished(folder / "s" / run) for run in ("001-a", "002-b"))
+
+
+@settings(max_examples=15)
+@given(st.sampled_from(SWEEP_FILES), DAMAGES)
+def test_damaged_sweep_folder_report(finished_sweep: tuple[Path, Path], name: str,
+                                     how: tuple[str, Any]) -> None:
+    check_damaged_sweep(*finished_sweep, name, *how, "report")
+
+
+@settings(max_examples=4)  # a damaged run is trained again: seconds each
+@given(st.sampled_from(SWEEP_FILES), DAMAGES)
+def test_damaged_sweep_folder_resume(finished_sweep: tuple[Path, Path], name: str,
+                                     how: tuple[str, Any]) -> None:
+    check_damaged_sweep(*finished_sweep, name, *how, "resume")

@@ -7,8 +7,10 @@ config has been validated.
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import re
 import signal
 import sys
@@ -59,12 +61,48 @@ def reports_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except (Interrupted, KeyboardInterrupt) as exc:
             code = 128 + (_received[-1] if _received else signal.SIGINT)
             _fail(str(exc) if isinstance(exc, Interrupted) else Status.INTERRUPTED.value, code)
-        except OSError as exc:  # a full disk, a read-only or forbidden folder
-            where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"{where}{exc.strerror or exc}; free space or fix the folder's permissions, "
-                  "then run the same command again (train: with --resume)", 1)
+        except BrokenPipeError:  # the reader went away (cnnlab config best | head -1)
+            _quiet_exit()
+        except OSError as exc:  # a full disk, a read-only or forbidden folder, ...
+            _fail(_os_error(exc), 1)
 
     return wrapper
+
+
+OS_FIXES = {
+    errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space within your quota",
+    errno.EROFS: "the disk is mounted read-only: choose a folder on a writable disk",
+    errno.EACCES: "fix its permissions or choose another folder",
+    errno.EPERM: "fix its permissions or choose another folder",
+    errno.ELOOP: "a symbolic link is in the way: remove the link",
+    errno.EIO: "the disk or the file is damaged: check the disk or replace the file",
+    errno.ENAMETOOLONG: "use a shorter path",
+}
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an OS error: where, what, the fix for that cause, and ``--resume`` only
+    when an interrupted run folder holds the path."""
+    from cnnlab.runs.storage import resumable_run
+
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    fix = OS_FIXES.get(exc.errno) if exc.errno is not None else None
+    line = f"{where}{what}" + (f"; {fix}" if fix else f" ({type(exc).__name__})")
+    run = resumable_run(exc.filename) if isinstance(exc.filename, str) else None
+    if run is not None:
+        return f"{line}; then resume the run: cnnlab train CONFIG --out {run} --resume"
+    return f"{line}; then run the same command again"
+
+
+def _quiet_exit() -> None:
+    """End without a word (as Unix tools do when their reader is gone), exit 128 + SIGPIPE;
+    stdout points at /dev/null so that Python's last flush cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass  # not a real file descriptor (tests)
+    sys.exit(128 + signal.SIGPIPE)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -114,6 +152,9 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
     from cnnlab.data.dataset import input_spec
 
     input_shape, num_classes = input_spec(cfg.data)
+    from cnnlab.training.sizes import check_model
+
+    check_model(cfg.model, input_shape, num_classes)  # before Keras allocates its weights
     from cnnlab.training.model import build_model, format_layer_table
 
     model = build_model(cfg.model, input_shape, num_classes, name=cfg.name)

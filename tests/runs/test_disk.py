@@ -74,6 +74,7 @@ def test_a_disk_that_fills_up_during_training_then_resume(
     assert proc.returncode == 1, stderr
     line = one_line_error(stderr)
     assert str(out) in line and ("space" in line.lower()), line
+    assert line.endswith(f"then resume the run: cnnlab train CONFIG --out {out} --resume")
     status = json.loads((out / "status.json").read_text())
     assert status["status"] == "interrupted" and status["epochs_completed"] >= 1
     assert not (out / "metrics.json").exists()
@@ -95,4 +96,5 @@ def test_a_read_only_output_disk_is_one_line(small_disk: Path, sample_archive: P
     proc = train(small_disk / "run", sample_archive, cache_dir)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr
-    one_line_error(stderr, str(small_disk / "run"), "Read-only file system")
+    line = one_line_error(stderr, str(small_disk / "run"), "Read-only file system")
+    assert "--resume" not in line  # no run folder was made: nothing to resume

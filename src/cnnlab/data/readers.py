@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import pickle
 import struct
 import tarfile
@@ -58,7 +59,7 @@ def fingerprint(path: Path) -> str:
                 digest.update(chunk)
     else:
         for file in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+            digest.update(os.fsencode(file.relative_to(path).as_posix()) + b"\0")  # any bytes
             digest.update(file.read_bytes())
     return "sha256:" + digest.hexdigest()
 
@@ -401,8 +402,9 @@ def read_image_tree(
 def peek_image_tree(path: Path, channels: int | None, image_size: tuple[int, int] | None,
                     max_pixels: int | None = DEFAULT_MAX_PIXELS
                     ) -> tuple[tuple[int, int, int], int]:
-    """Input shape and class count of an image tree, decoding a single image."""
-    decode = _ImageDecoder(image_size, channels, max_pixels)
+    """Input shape and class count of an image tree, decoding a single image (at its own
+    size: the shape is known without allocating an ``image_size`` that may not fit)."""
+    decode = _ImageDecoder(None, channels, max_pixels)
     classes: set[str] = set()
     shape = None
     for name, data in iter_files(path):
@@ -413,4 +415,6 @@ def peek_image_tree(path: Path, channels: int | None, image_size: tuple[int, int
                 shape = decode(data, f"{path}:{name}").shape
     if shape is None:
         raise DataError(f"{path}: no training images found; expected train/<class>/*.png|jpg")
+    if image_size:
+        shape = (*image_size, shape[2])
     return tuple(shape), len(classes)

@@ -47,7 +47,8 @@ def target_paths(run_dir: Path, fmt: str, out: str | Path | None) -> tuple[Path,
     """(model path, info JSON path beside it); RunError if either exists already."""
     if fmt not in FORMATS:
         raise RunError(f"--format {fmt}: choose one of {', '.join(FORMATS)}")
-    path = Path(out) if out is not None else run_dir / EXPORT_DIR / DEFAULT_NAMES[fmt]
+    path = Path(out) if out is not None else storage.check_no_link(
+        run_dir / EXPORT_DIR) / DEFAULT_NAMES[fmt]
     info = path.with_name(f"{path.stem if path.suffix else path.name}.json")
     for target in (path, info):
         if target.exists() or target.is_symlink():

@@ -18,7 +18,7 @@ import numpy as np
 from cnnlab.errors import ConfigError
 from cnnlab.inference import activations as act
 from cnnlab.report.figures import plt, save_figure
-from cnnlab.runs import layout, load
+from cnnlab.runs import layout, load, storage
 
 METHODS = ("mask", "gradcam")
 HEAT_CMAP = "jet"
@@ -104,6 +104,8 @@ def plot_activations(run_dir: str | Path, layers: Sequence[str] = (),
     if split not in act.SPLITS:
         raise ConfigError(f"--split {split}: choose one of {', '.join(act.SPLITS)}")
     run = load.read_run(run_dir)
+    out_dir = Path(out) if out is not None else storage.check_no_link(
+        run.path / layout.ACTIVATIONS_DIR)
     size = act.split_size(run, split)
     if size is not None:
         act.check_images(images, split, size)
@@ -111,7 +113,6 @@ def plot_activations(run_dir: str | Path, layers: Sequence[str] = (),
     chosen_layers = act.check_layers(model, layers)
     x, y, class_names = act.load_split(run, split)
     indices = act.check_images(images, split, len(y)) or act.default_images(y)
-    out_dir = Path(out) if out is not None else run.path / layout.ACTIVATIONS_DIR
     name = run.name
     if method == "gradcam":
         return _draw_gradcam(model, x, y, class_names, indices, chosen_layers if layers else [],

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -182,12 +183,30 @@ def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
     return None
 
 
+def _sweep_file(path: Path) -> str:
+    """A file the sweep writes from its run folders; RunError naming it when damaged."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (ValueError, IsADirectoryError, NotADirectoryError) as exc:
+        raise RunError(f"{path}: damaged ({type(exc).__name__}); run the same sweep command "
+                       "with this --out again: it rewrites the file from the run folders"
+                       ) from None
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    try:
+        return list(csv.reader(io.StringIO(_sweep_file(path), newline="")))
+    except csv.Error as exc:
+        raise RunError(f"{path}: damaged ({exc}); run the same sweep command with this --out "
+                       "again: it rewrites the file from the run folders") from None
+
+
 def _markdown_list(path: Path) -> str:
     """The bullet lines of a findings.md as HTML paragraphs (bold marks kept)."""
     if not path.exists():
         return ""
     items = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _sweep_file(path).splitlines():
         if line.startswith("## "):
             items.append(f"<h3>{esc(line[3:])}</h3>")
         elif line.startswith("- "):
@@ -200,15 +219,13 @@ def _markdown_list(path: Path) -> str:
 def _csv_table(path: Path) -> str:
     if not path.exists():
         return ""
-    with path.open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    rows = _csv_rows(path)
     cells = ([storage.parse_cell(v) for v in row] for row in rows[1:])
     return table(rows[0], cells) if rows else ""
 
 
 def _results_table(folder: Path, run_dirs: dict[Path, Path]) -> str:
-    with (folder / layout.RESULTS_FILE).open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    rows = _csv_rows(folder / layout.RESULTS_FILE)
     if not rows:
         return '<p class="note">results.csv is empty.</p>'
     columns, body = rows[0], []
@@ -224,7 +241,7 @@ def sweep_page(folder: Path, log: Log) -> str:
     run_list = sweep_runs(folder)
     links = []
     for run_dir in run_list:
-        if not (run_dir / REPORT_NAME).exists():
+        if not (run_dir / REPORT_NAME).exists() and not run_dir.is_symlink():  # stays inside
             try_write_report(run_dir, log)
         target = f"{run_dir.name}/{REPORT_NAME}"
         links.append(f'<li><a href="{esc(target)}">{esc(run_dir.name)}</a></li>')

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import warnings
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,8 +16,15 @@ import yaml
 from cnnlab.config.schema import config_from_dict
 from cnnlab.data.dataset import Dataset, reload_recorded
 from cnnlab.errors import RunError
-from cnnlab.runs.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE
-from cnnlab.runs.storage import read_csv
+from cnnlab.runs.layout import (
+    CONFIG_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    STATUS_FILE,
+    Status,
+)
+from cnnlab.runs.storage import metrics_problem, read_csv
 
 
 @dataclass(frozen=True)
@@ -47,16 +56,52 @@ def read_run(path: str | Path) -> Run:
         raise RunError(f"{path}: no such run folder; give a folder written by 'cnnlab train'")
     metrics_file = path / METRICS_FILE
     if not metrics_file.exists() or not (path / CONFIG_FILE).exists():
+        _check_not_training(path)
         raise RunError(f"{path}: not a finished run (no metrics.json or config.yaml); "
                        "train it with 'cnnlab train' first")
-    try:
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise RunError(f"{path}: damaged run record ({exc}); train the run again") from None
+    metrics = _record(metrics_file, json.loads)
+    problem = metrics_problem(metrics)
+    if problem:
+        raise RunError(_damaged(metrics_file, problem))
+    config = _record(path / CONFIG_FILE, yaml.safe_load)
     history_file = path / HISTORY_FILE
-    history = read_csv(history_file) if history_file.exists() else []
+    try:
+        history = read_csv(history_file) if history_file.exists() else []
+    except (ValueError, TypeError, csv.Error, IsADirectoryError) as exc:  # not UTF-8, cut
+        raise RunError(_damaged(history_file, str(exc)[:120])) from None
     return Run(path=path, config=config, metrics=metrics, history=history)
+
+
+def _record(file: Path, parse: Callable[[str], Any]) -> dict[str, Any]:
+    """A run's JSON or YAML record as a mapping; RunError naming the file if damaged."""
+    try:
+        found = parse(file.read_bytes().decode("utf-8"))
+    except (ValueError, yaml.YAMLError, RecursionError, IsADirectoryError) as exc:  # cut short
+        why = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise RunError(_damaged(file, why)) from None
+    if not isinstance(found, dict):
+        raise RunError(_damaged(file, "not a mapping of keys"))
+    return found
+
+
+def _damaged(file: Path, why: str) -> str:
+    return (f"{file.parent}: damaged run record ({file.name}: {why}); train the run again, "
+            "or put back the file the run wrote")
+
+
+def _check_not_training(path: Path) -> None:
+    """RunError saying so when ``path`` is a run still training (status.json: running)."""
+    try:
+        status = json.loads((path / STATUS_FILE).read_bytes().decode("utf-8")).get("status")
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return
+    if status == Status.RUNNING:
+        raise RunError(f"{path}: still training (status.json: running; no metrics.json "
+                       "yet); wait for it to finish. If its process was killed, resume it: "
+                       "cnnlab train CONFIG --out RUN_DIR --resume")
+    if status == Status.INTERRUPTED:
+        raise RunError(f"{path}: interrupted before it finished (status.json: interrupted); "
+                       "resume it: cnnlab train CONFIG --out RUN_DIR --resume")
 
 
 def load_model(path: str | Path, trust_code: bool = False) -> Any:
@@ -72,6 +117,9 @@ def load_model(path: str | Path, trust_code: bool = False) -> Any:
             # optimizer state (e.g. mixed precision's loss scale) does not matter
             warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
             return keras.saving.load_model(path, safe_mode=not trust_code)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:  # cut short, garbage
+        raise RunError(f"{path}: damaged ({str(exc).splitlines()[0][:150]}); train the run "
+                       "again, or put back the file the run wrote") from None
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise RunError(f"{path}: the model contains code (a Lambda layer) and is refused "

@@ -23,11 +23,48 @@ from cnnlab.runs.layout import (
     RESULTS_FILE,
     STATUS_FILE,
     SWEEP_FILE,
+    Status,
 )
 
 
+def read_metrics(run_dir: str | Path) -> dict[str, Any] | None:
+    """A run's ``metrics.json`` as a dict with a finished status; None when it is missing,
+    cut short, not UTF-8 or not such a record (a run whose record is damaged is unfinished)."""
+    try:
+        metrics = json.loads((Path(run_dir) / METRICS_FILE).read_bytes().decode("utf-8"))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError,
+            RecursionError):
+        return None
+    return None if metrics_problem(metrics) else metrics
+
+
+NUMBER_KEYS = ("epochs_run", "best_val_accuracy", "best_epoch", "overfit_epoch",
+               "test_accuracy", "test_loss", "final_train_loss", "final_val_loss",
+               "trainable_params", "ms_per_step", "s_per_epoch")
+MAPPING_KEYS = ("per_class", "distribute", "mixed_precision", "data", "environment", "phases")
+LIST_KEYS = ("confusion_matrix", "most_confused")
+
+
+def metrics_problem(metrics: Any) -> str | None:
+    """What makes ``metrics`` not a finished run's record (None: nothing): the shape of
+    every key that is read back."""
+    if not isinstance(metrics, dict):
+        return "not a mapping of keys"
+    if metrics.get("status") not in {s.value for s in Status if s.finished}:
+        return f"status {str(metrics.get('status'))[:40]!r} is not a finished run's"
+    kinds = [(NUMBER_KEYS, (int, float), "a number"), (MAPPING_KEYS, dict, "a mapping"),
+             (LIST_KEYS, list, "a list")]
+    for keys, kind, name in kinds:
+        for key in keys:
+            value = metrics.get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                return f"{key} is not {name}"
+    return None
+
+
 def is_finished(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / METRICS_FILE).exists()
+    """``metrics.json`` holds a finished run's record (written last, atomically)."""
+    return read_metrics(run_dir) is not None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -74,6 +111,44 @@ def parse_cell(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def clear_folder(path: Path) -> str | None:
+    """Remove a partial run folder, or the folder a sweep rewrites; a symbolic link is
+    removed itself and never followed (nothing outside the sweep folder is touched).
+    Returns what the link pointed to, or None when ``path`` was not a link."""
+    if path.is_symlink():
+        target = os.readlink(path)
+        path.unlink()
+        return target
+    if path.exists():
+        shutil.rmtree(path)
+    return None
+
+
+def resumable_run(path: str | Path) -> Path | None:
+    """The interrupted run folder holding ``path`` (it, or a folder up to two levels
+    above), if there is one: config.yaml and status.json, no finished metrics.json."""
+    path = Path(path)
+    for folder in [path, *path.parents][:3]:
+        try:
+            status = json.loads((folder / STATUS_FILE).read_bytes().decode("utf-8"))
+        except (OSError, ValueError):
+            continue
+        if (isinstance(status, dict) and status.get("status") in (Status.INTERRUPTED,
+                                                                  Status.RUNNING)
+                and (folder / CONFIG_FILE).exists() and not is_finished(folder)):
+            return folder
+    return None
+
+
+def check_no_link(folder: Path) -> Path:
+    """``folder`` (inside a run folder) unless it is a symbolic link: what cnnlab writes
+    into a run folder stays in it."""
+    if folder.is_symlink():
+        raise RunError(f"{folder}: a symbolic link (to {os.readlink(folder)}); cnnlab writes "
+                       "only inside the run folder: remove the link, or give --out")
+    return folder
 
 
 def check_out_dir(out: str | Path) -> Path:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from cnnlab.config.schema import Config
 from cnnlab.errors import ConfigError
+from cnnlab.training.sizes import available_memory
 
 # Resident memory of a worker beside its data arrays (TensorFlow, Keras, the traced
 # graphs); measured in benchmarks/README.md ("Memory per worker").
@@ -33,18 +34,6 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def available_memory() -> int | None:
-    """Bytes the kernel says new processes can use without swapping (Linux), else None."""
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def run_memory(config: Config) -> int:
     """Resident bytes of a worker training ``config``: the base, the float32 train,
     validation and test images, and about one more copy of them while Keras reads them."""
@@ -54,31 +43,33 @@ def run_memory(config: Config) -> int:
     return WORKER_BASE_BYTES + 2 * images * height * width * 3 * 4
 
 
-def plan(jobs: str | int, planned: Sequence[Config]) -> Capacity:
-    """``--jobs`` decided for these runs.
+def plan(jobs: str | int, planned: Sequence[Config], runs: int | None = None) -> Capacity:
+    """``--jobs`` decided for these runs (``runs`` of them left to train; default: one per
+    config).
 
     ``auto``: as many as the cores allow, fewer when the machine's available memory would
-    not hold them; ``N``: at most N (never more than the runs), refused (ConfigError) when
-    N runs would not fit."""
-    if not planned:
-        return Capacity(1, None, f"--jobs {jobs}: nothing to run")
+    not hold them; ``N``: at most N (never more than the runs left), refused (ConfigError)
+    when N runs would not fit."""
+    runs = len(planned) if runs is None else runs
+    if not planned or runs < 1:
+        return Capacity(1, None, f"--jobs {jobs}: nothing left to run")
     need, free = max(map(run_memory, planned)), available_memory()
-    fit = len(planned) if free is None else max(1, free // need)
+    fit = runs if free is None else max(1, free // need)
     if jobs == "auto":
-        return _auto(planned, need, free, fit)
-    count = min(int(jobs), len(planned))
+        return _auto(runs, need, free, fit)
+    count = min(int(jobs), runs)
     if count > fit:
         raise ConfigError(f"--jobs {jobs}: {count} runs at once need about "
                           f"{_gb(count * need)} of memory, {_gb(free)} is "
                           f"available; use --jobs {fit} or --jobs auto")
-    capped = f" (there are {len(planned)} runs)" if count < int(jobs) else ""
+    capped = f" ({runs} run{'s' if runs > 1 else ''} left)" if count < int(jobs) else ""
     return Capacity(count, None, f"--jobs {jobs}: up to {count} runs at once{capped}, each "
                                  "in a worker process")
 
 
-def _auto(planned: Sequence[Config], need: int, free: int | None, fit: int) -> Capacity:
+def _auto(runs: int, need: int, free: int | None, fit: int) -> Capacity:
     cores = available_cores()
-    wanted = min(cores, len(planned))
+    wanted = min(cores, runs)
     at_once = max(1, min(wanted, fit))
     line = (f"--jobs auto: up to {at_once} run{'s' if at_once > 1 else ''} at once on "
             f"{cores} cores (one-thread runs side by side, an all-cores run alone)")

@@ -9,8 +9,8 @@
   goes to a worker and up to that many train at once.
 - :class:`cnnlab.sweep.ray.RayExecutor` trains each run as a Ray task.
 
-:func:`local` picks the first or the second for a sweep's pending runs, :func:`jobs_for`
-turns ``--jobs N|auto`` into how many runs may train at once (cores, memory). Every
+:func:`local` picks the first or the second for a sweep's pending runs
+(:func:`cnnlab.sweep.capacity.plan` decides how many train at once). Every
 executor returns a :class:`concurrent.futures.Future` that fails as ``training.train``
 did, and says with ``fits`` whether a run may start beside the ones in flight.
 """

@@ -14,7 +14,6 @@ through ``tf.io.gfile``, which imports TensorFlow whenever TensorFlow is install
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -57,8 +56,7 @@ def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, A
     from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
     root = Path(sweep_dir) / layout.HPARAMS_DIR
-    if root.exists():
-        shutil.rmtree(root)
+    storage.clear_folder(root)
     written = 0
     for row in rows:
         run_dir = Path(sweep_dir) / row["run_dir"]

@@ -8,7 +8,7 @@ Rows are computed from run folders alone (``metrics.json``, ``config.yaml``,
 
 from __future__ import annotations
 
-import json
+import csv
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -53,9 +53,8 @@ def dotted_get(config: dict[str, Any], key: str) -> Any:
 
 def metrics_row(run_dir: Path) -> dict[str, Any]:
     """The metric columns of one run folder; status ``pending`` or ``failed`` if unfinished."""
-    metrics_file = run_dir / layout.METRICS_FILE
-    if metrics_file.exists():
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    metrics = storage.read_metrics(run_dir)
+    if metrics is not None:
         row = {key: metrics.get(key) for key in METRIC_COLUMNS}
         for key, value in row.items():
             if isinstance(value, float):
@@ -121,9 +120,15 @@ def read_curves(run_dir: Path, label: str, row: dict[str, Any]) -> Curves | None
     history_file = run_dir / layout.HISTORY_FILE
     if row["status"] in (Status.PENDING, Status.FAILED) or not history_file.exists():
         return None
+    try:
+        history = storage.read_csv(history_file)
+    except (ValueError, TypeError, csv.Error, OSError):  # damaged: the run kept, no curves
+        return None
+    if not history or not all(isinstance(r.get(key), int | float) for r in history
+                              for key in layout.HISTORY_COLUMNS[:5]):
+        return None
     overfit = row.get("overfit_epoch")
-    return Curves(label, storage.read_csv(history_file), overfit if overfit != "" else None,
-                  str(row["status"]))
+    return Curves(label, history, overfit if overfit != "" else None, str(row["status"]))
 
 
 # --- sweeps ---
@@ -254,7 +259,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
         if storage.is_finished(path):
             found.append(path)
         elif path.is_dir():
-            inside = sorted(p.parent for p in path.glob(f"*/{layout.METRICS_FILE}"))
+            inside = sorted(p.parent for p in path.glob(f"*/{layout.METRICS_FILE}")
+                            if storage.is_finished(p.parent))
             if not inside:
                 raise RunError(f"{path}: holds no finished run (no metrics.json in it or its "
                                "sub-folders); give run folders or sweep folders")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config.schema import Config, config_from_dict
+from cnnlab.data import dataset as data
+from cnnlab.errors import DataError
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, storage
 from cnnlab.sweep import capacity, executors, findings, hparams, results
@@ -22,6 +24,7 @@ from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.ray import RayExecutor, RayOptions
 from cnnlab.sweep.search import figures as search_plots
+from cnnlab.sweep.search import recovery
 from cnnlab.sweep.search import trials as search
 from cnnlab.sweep.spec import (
     Sweep,
@@ -31,6 +34,7 @@ from cnnlab.sweep.spec import (
     load_sweep,
     sweep_from_dict,
 )
+from cnnlab.training import sizes
 
 Log = Callable[[str], None]
 LOCAL = LocalOptions()  # one run at a time on this machine
@@ -57,9 +61,12 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
         r.config for r in sweep.runs]
+    _check_sizes(configs)
     local = isinstance(backend, LocalOptions)
-    fit = capacity.plan(backend.jobs, configs) if local else None
+    fit = capacity.plan(backend.jobs, configs, _runs_to_train(sweep, out)) if local else None
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
+        if asks:
+            recovery.checked_study(sweep, sweep_dir, log)
         source = (search.Trials(sweep, sweep_dir, log) if asks
                   else sweep_runner.Plan(sweep, sweep_dir))
         done = sum(storage.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
@@ -78,6 +85,25 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
+
+
+def _check_sizes(configs: list[Config]) -> None:
+    """Every run fits in memory (one at a time), checked before the sweep folder is made."""
+    for config in configs:
+        try:
+            input_shape, num_classes = data.input_spec(config.data)
+        except DataError:
+            continue  # data that cannot be read is left to its runs (recorded as failed)
+        sizes.check(config, input_shape, num_classes)
+
+
+def _runs_to_train(sweep: Sweep, out: str | Path | None) -> int:
+    """The runs not finished yet in ``out`` (a search: its trials in all)."""
+    if sweep.search is not None and not sweep.runs:
+        return sweep.search.trials
+    if out is None or not Path(out).is_dir():
+        return len(sweep.runs)
+    return len(sweep_runner.pending(sweep, Path(out)))
 
 
 def _executor(source: sweep_runner.Source, backend: LocalOptions | RayOptions,

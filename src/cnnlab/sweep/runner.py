@@ -16,10 +16,10 @@ A user error (:class:`CnnlabError`) stops the sweep; Ctrl-C raises
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
-import shutil
 import statistics
 import time
 from collections import Counter, deque
@@ -148,9 +148,15 @@ class _Progress:
     def submit(self, planned: SweepRun) -> Future[None]:
         run_dir = self.sweep_dir / planned.id
         self.attempts[planned.id] += 1
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-            if self.attempts[planned.id] == 1:
+        if storage.is_finished(run_dir):  # never trained over (a search's lost study)
+            raise RunError(f"{run_dir}: holds a finished run that this sweep was about to "
+                           "train again; move the folder out of --out, or use a new --out")
+        if run_dir.exists() or run_dir.is_symlink():
+            link = storage.clear_folder(run_dir)
+            if link is not None:
+                self.log(f"{self.prefix(planned)}: removed the symbolic link in its place "
+                         f"(to {link}; nothing there touched)")
+            elif self.attempts[planned.id] == 1:
                 self.log(f"{self.prefix(planned)}: cleared the unfinished folder of an "
                          "earlier attempt")
         self.log(f"{self.prefix(planned)}: {format_overrides(planned.overrides)} -- "
@@ -225,12 +231,11 @@ def sweep_folder(sweep: Sweep, out: str | Path | None, outputs_root: str | Path
         path = Path(out)
         if path.exists() and not path.is_dir():
             raise RunError(f"--out {path}: is a file; give a folder")
-        if path.is_dir() and any(p.name != layout.LOCK_FILE for p in path.iterdir()) \
-                and not (path / layout.SWEEP_FILE).exists():
-            raise RunError(f"--out {path}: not empty and not a sweep folder (no sweep.yaml); "
-                           "choose a new folder")
+        if not (path / layout.LOCK_FILE).exists():  # a sweep takes its lock first
+            _check_sweep_folder(path)
         path.mkdir(parents=True, exist_ok=True)
-    with _lock(path):
+    with _lock(path):  # judged again under the lock: another sweep may have started in it
+        _check_sweep_folder(path)
         if (path / layout.SWEEP_FILE).exists():
             _check_resumable(sweep, path)
         _remove_temporaries(path)
@@ -239,12 +244,24 @@ def sweep_folder(sweep: Sweep, out: str | Path | None, outputs_root: str | Path
         yield path
 
 
+def _check_sweep_folder(path: Path) -> None:
+    """RunError when ``path`` holds files but no sweep (temporary files and the lock of a
+    sweep killed as it started do not count)."""
+    if not path.is_dir() or (path / layout.SWEEP_FILE).exists():
+        return
+    if any(p.name != layout.LOCK_FILE and not (p.name.startswith(".") and ".tmp" in p.name)
+           for p in path.iterdir()):
+        raise RunError(f"--out {path}: not empty and not a sweep folder (no sweep.yaml); "
+                       "choose a new folder")
+
+
 def _remove_temporaries(sweep_dir: Path) -> None:
     """Delete the temporary files of atomic writes cut short by a kill (``.name.*.tmp``,
     ``.curves.tmp.png``, ``.model.tmp.keras``); safe because this sweep holds the lock."""
-    for folder in (sweep_dir, *(p for p in sweep_dir.iterdir() if p.is_dir())):
+    for folder in (sweep_dir, *(p for p in sweep_dir.iterdir()
+                                if p.is_dir() and not p.is_symlink())):  # links: not followed
         for file in folder.glob(".*.tmp*"):
-            if file.is_file():
+            if file.is_file() or file.is_symlink():
                 file.unlink(missing_ok=True)
 
 
@@ -252,7 +269,15 @@ def _remove_temporaries(sweep_dir: Path) -> None:
 def _lock(sweep_dir: Path) -> Iterator[IO[str]]:
     """Hold ``<sweep_dir>/.lock`` (flock, exclusive, non-blocking); RunError if another
     sweep holds it. The OS releases it when the file is closed or the process dies."""
-    with open(sweep_dir / layout.LOCK_FILE, "a+", encoding="utf-8") as handle:
+    lock = sweep_dir / layout.LOCK_FILE
+    try:  # never through a link: the lock is written to
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise RunError(f"{lock}: a symbolic link, not the sweep's lock file; remove the "
+                       "link, then run the same command again") from None
+    with open(fd, "a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -271,26 +296,51 @@ def _lock(sweep_dir: Path) -> Iterator[IO[str]]:
 def _check_resumable(sweep: Sweep, path: Path) -> None:
     record = path / layout.SWEEP_FILE
     try:
-        old = yaml.safe_load(record.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        raise RunError(f"{record}: damaged; choose a new --out folder") from None
+        old = yaml.safe_load(record.read_bytes().decode("utf-8"))
+    except (yaml.YAMLError, ValueError, RecursionError, IsADirectoryError):
+        raise RunError(f"{record}: damaged; put back the file the sweep wrote, or choose a "
+                       "new --out folder") from None
+    old = old if isinstance(old, dict) else {}
     if old.get("search") or sweep.search:
         _check_same_search(old, sweep, path)
         return
-    old_ids = [r.get("id") for r in old.get("runs", [])]
-    if old_ids != [r.id for r in sweep.runs]:
+    planned_ids = [r.id for r in sweep.runs]
+    old_ids = _recorded_ids(old)
+    if old_ids is None:  # sweep.yaml edited by hand: its run folders tell what it holds
+        old_ids = [p.name for p in sorted(path.iterdir()) if storage.is_run_folder(p)]
+        if set(old_ids) <= set(planned_ids):
+            old_ids = planned_ids
+    if old_ids != planned_ids:
         raise RunError(f"--out {path}: holds a different sweep ({len(old_ids)} runs: "
                        f"{', '.join(map(str, old_ids[:3]))}...); use the same sweep and --set, "
                        "or a new --out folder")
     for planned in sweep.runs:
         if storage.is_finished(path / planned.id):
-            saved = yaml.safe_load((path / planned.id / layout.CONFIG_FILE).read_text(
-                encoding="utf-8"))
-            changed = storage.config_differences(saved, planned.config.to_dict())
-            if changed:
-                raise RunError(f"--out {path}: run {planned.id} was made with a different "
-                               f"config ({changed[0]}); use the same sweep and --set, or a new "
-                               "--out folder")
+            _check_same_config(path, planned)
+
+
+def _recorded_ids(record: dict) -> list[str] | None:
+    """The run ids of a sweep.yaml; None when its ``runs:`` list is gone or damaged."""
+    runs = record.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        return None
+    return [r.get("id") for r in runs]
+
+
+def _check_same_config(path: Path, planned: SweepRun) -> None:
+    config_file = path / planned.id / layout.CONFIG_FILE
+    try:
+        saved = yaml.safe_load(config_file.read_bytes().decode("utf-8"))
+    except (FileNotFoundError, yaml.YAMLError, ValueError):
+        saved = None
+    if not isinstance(saved, dict):
+        raise RunError(f"{config_file}: missing or damaged in a finished run; put back the "
+                       "file the run wrote, or delete the folder to train the run again")
+    changed = storage.config_differences(saved, planned.config.to_dict())
+    if changed:
+        raise RunError(f"--out {path}: run {planned.id} was made with a different "
+                       f"config ({changed[0]}); use the same sweep and --set, or a new "
+                       "--out folder")
 
 
 def _check_same_search(old: dict, sweep: Sweep, path: Path) -> None:

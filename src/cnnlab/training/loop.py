@@ -29,7 +29,14 @@ from cnnlab.data.dataset import Dataset, input_spec, load_dataset
 from cnnlab.errors import TrainingInterrupted
 from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
-from cnnlab.training import analysis, distribute, graph_batches, optimization, tracking
+from cnnlab.training import (
+    analysis,
+    distribute,
+    graph_batches,
+    optimization,
+    sizes,
+    tracking,
+)
 from cnnlab.training.model import build_model, check_fits, format_layer_table, trainable_params
 from cnnlab.training.timing import CallbackTime, EpochTimer, Phases
 
@@ -250,8 +257,9 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
         storage.check_out_dir(out_dir)
     if config.tracking.mlflow:
         tracking.import_mlflow()  # missing: one line before any data or run folder
-    if config.data.source == "cifar10":  # input shape known without reading data: fail fast
-        check_fits(config.model, input_spec(config.data)[0])
+    input_shape, num_classes = input_spec(config.data)  # without reading the data: fail fast
+    check_fits(config.model, input_shape)
+    sizes.check(config, input_shape, num_classes)  # before anything is allocated
     phases = Phases(tensorflow_import=_unclaimed_import.pop() if _unclaimed_import else 0.0)
     with phases("data"):
         data = load_dataset(config.data, config.seed, log)
@@ -317,8 +325,9 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
                 callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
                            pruner],
             )
-    except OSError:
+    except OSError as exc:
         _mark_interrupted(run_dir)  # a full disk: free space, then --resume
+        exc.filename = exc.filename or str(run_dir)  # the message names where it happened
         raise
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,8 @@ Log = Callable[[str], None]
 STUDY_FILE = "study.db"
 RUN_ATTR, REASON_ATTR = "run", "failed_reason"  # trial user attributes
 INTERRUPTED = Status.INTERRUPTED.value  # the reason of a trial cut off by a dead sweep
+DUPLICATE = "values tried already"  # the reason of a repeated draw, asked again
+ASK_LIMIT = 200  # repeated draws in a row before the space counts as spent
 SCALARS = (type(None), bool, int, float, str)
 
 
@@ -43,10 +44,14 @@ def open_study(sweep: Sweep, sweep_dir: Path) -> optuna.Study:
     """The sweep's study in ``<sweep>/study.db``, created or loaded."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = sweep.search
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=sweep.name, storage=storage_url(sweep_dir), load_if_exists=True,
-        direction=search.direction, sampler=_sampler(search),
+        direction=search.direction, sampler=_sampler(search, 0),
         pruner=pruning.make_pruner(search.pruner, search.trials, epochs(sweep)))
+    asked = len(study.get_trials(deepcopy=False))
+    if asked:  # a continued search: the sampler does not start over from its seed
+        study.sampler = _sampler(search, asked)
+    return study
 
 
 def epochs(sweep: Sweep) -> int:
@@ -58,17 +63,20 @@ def storage_url(sweep_dir: Path) -> str:
     return f"sqlite:///{(sweep_dir / STUDY_FILE).resolve()}"
 
 
-def _sampler(search: Search) -> optuna.samplers.BaseSampler:
+def _sampler(search: Search, asked: int) -> optuna.samplers.BaseSampler:
+    """The search's sampler, seeded by its seed and the trials ``asked`` so far, so that
+    a continued search (more --trials, a resume) draws new values, reproducibly."""
+    seed = None if search.seed is None else (search.seed + 100_003 * asked) % 2**32
     if search.strategy == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     # random trials first, then the model: a quarter of the budget, 2..10
     startup = min(10, max(2, search.trials // 4))
-    return optuna.samplers.TPESampler(seed=search.seed, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
 
 
 # --- the space, on a trial ---
 
-def _labels(dim: Dimension) -> list[Any]:
+def labels(dim: Dimension) -> list[Any]:
     """Optuna's categorical choices must be scalars: lists (model.filters) as YAML text."""
     return [c if isinstance(c, SCALARS) else yaml.safe_dump(c, default_flow_style=True).strip()
             for c in dim.choices]
@@ -79,7 +87,7 @@ def suggest(trial: optuna.Trial, space: Mapping[str, Dimension]) -> dict[str, An
     params = {}
     for key, dim in space.items():
         if dim.choices is not None:
-            params[key] = trial.suggest_categorical(key, _labels(dim))
+            params[key] = trial.suggest_categorical(key, labels(dim))
         elif dim.kind == "int":
             params[key] = trial.suggest_int(key, int(dim.low), int(dim.high),
                                             step=int(dim.step or 1), log=dim.log)
@@ -94,7 +102,7 @@ def values(params: Mapping[str, Any], space: Mapping[str, Dimension]) -> dict[st
     found = {}
     for key, dim in space.items():
         value = params[key]
-        found[key] = dim.choices[_labels(dim).index(value)] if dim.choices is not None \
+        found[key] = dim.choices[labels(dim).index(value)] if dim.choices is not None \
             else value
     return found
 
@@ -126,8 +134,8 @@ class Trials:
                 continue
             _set_reason(self.study, trial.number, INTERRUPTED)
             self.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            if run_id and (self.sweep_dir / run_id).is_dir():
-                shutil.rmtree(self.sweep_dir / run_id)  # its partial folder
+            if run_id:
+                storage.clear_folder(self.sweep_dir / run_id)  # its partial folder
             if trial.params:
                 self.study.enqueue_trial(trial.params, skip_if_exists=False)
             self.log(f"trial {trial.number} ({run_id or 'not started'}) was cut off by the "
@@ -161,8 +169,13 @@ class Trials:
 
     def next_run(self) -> SweepRun | None:
         while len(self.runs) < self.total:
-            trial = self.study.ask()
-            params = suggest(trial, self.base.space)
+            trial = self._ask_untried()
+            if trial is None:
+                self.log(f"search: every configuration of the space was tried "
+                         f"({len(self.runs)} trials); the search ends here")
+                self.total = len(self.runs)
+                return None
+            params = values(trial.params, self.base.space)
             run_id = trial_name(len(self.runs), params)
             trial.set_user_attr(RUN_ATTR, run_id)
             run, invalid = self._run(len(self.runs), params, trial.number, run_id)
@@ -172,6 +185,20 @@ class Trials:
                 continue
             self.asked[run.id] = trial.number
             return run
+        return None
+
+    def _ask_untried(self) -> optuna.Trial | None:
+        """A new trial whose values no counted trial had (a sampler may draw the same
+        values twice); a repeat is told failed (not counted). None: the space seems spent."""
+        tried = {_key(t.params) for t in self.study.get_trials(deepcopy=False)
+                 if t.user_attrs.get(RUN_ATTR) in {r.id for r in self.runs}}
+        for _ in range(ASK_LIMIT):
+            trial = self.study.ask()
+            suggest(trial, self.base.space)
+            if _key(trial.params) not in tried:
+                return trial
+            trial.set_user_attr(REASON_ATTR, DUPLICATE)
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
         return None
 
     def _add(self, run: SweepRun) -> None:
@@ -205,6 +232,10 @@ class Trials:
 
     def left(self) -> int:
         return self.total - len(self.runs) + len(self.asked)
+
+
+def _key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(params.items()))
 
 
 def _set_reason(study: optuna.Study, number: int, reason: str) -> None:
