@@ -178,7 +178,7 @@ def test_jobs_auto_takes_the_cores_the_runs_and_the_memory_into_account(
     assert "; not 4: they would need about" in fit.reason
     monkeypatch.setattr(capacity, "available_memory", lambda: None)  # not Linux: unknown
     assert capacity.plan("auto", configs(6)).at_once == 4
-    assert capacity.plan("auto", []).reason == "--jobs auto: nothing to run"
+    assert capacity.plan("auto", []).reason == "--jobs auto: nothing left to run"
 
 
 def test_jobs_that_memory_cannot_hold_are_refused_with_what_would_fit() -> None:
