@@ -156,7 +156,7 @@ def test_jobs_beyond_the_runs_is_capped_and_says_so(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(capacity, "available_memory", lambda: 64 * 2**30)
     fit = capacity.plan(8, configs(3))
     assert (fit.at_once, fit.cores) == (3, None)
-    assert fit.reason == ("--jobs 8: up to 3 runs at once (there are 3 runs), each in a "
+    assert fit.reason == ("--jobs 8: up to 3 runs at once (3 runs left), each in a "
                           "worker process")
     fit = capacity.plan("2", configs(3))
     assert fit.at_once == 2 and "there are" not in fit.reason
