@@ -94,6 +94,7 @@ METRICS = {m.name: m for m in (
     Metric("final_train_loss", "min", "final training loss"),
     Metric("best_epoch", "min", "epoch of the best validation accuracy"),
     Metric("overfit_epoch", "max", "epoch where over-fitting starts"),
+    Metric("overfit_rise", "min", "rise of the validation loss after its lowest value"),
     Metric("epochs_run", "min", "epochs trained"),
     Metric("trainable_params", "min", "trainable parameters"),
     Metric("ms_per_step", "min", "training time per step (ms)"),
@@ -104,8 +105,8 @@ METRICS = {m.name: m for m in (
 SELECTABLE = ("best_val_accuracy", "final_val_loss")  # what a sweep or search may select by
 # What each file or view records of a finished run, by name from METRICS
 RESULT_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
-                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
-                  "trainable_params")  # results.csv, before its status column
+                  "final_val_loss", "overfit_epoch", "overfit_rise", "ms_per_step",
+                  "s_per_epoch", "trainable_params")  # results.csv, before its status column
 FINAL_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
                  "final_train_loss", "final_val_loss", "epochs_run", "trainable_params")
 TIMING_METRICS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
