@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
 PATIENCE = 4  # consecutive epochs the validation loss must stay up
 TOLERANCE = 2.0  # how far up, in units of the validation loss's epoch-to-epoch noise
 SMOOTHING = 3  # epochs in the centred moving average the rule reads
