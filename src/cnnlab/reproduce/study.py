@@ -42,22 +42,31 @@ class Study:
     sweeps: tuple[Sweep, ...]
     overrides: tuple[str, ...]
     repeats: int
+    vary_split: bool = True
 
     def sweep(self, name: str) -> Sweep:
         return next(s for s in self.sweeps if s.name == name)
 
+    @property
+    def margin(self) -> float:
+        return self.sweeps[0].margin
+
     def record(self) -> dict[str, Any]:
         return {"repeats": self.repeats, "set": list(self.overrides),
+                "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
 
-def plan(overrides: Iterable[str] = (), repeats: int = 3) -> Study:
-    """Every sweep of the study, validated, with ``--set`` and ``repeats`` applied."""
+def plan(overrides: Iterable[str] = (), repeats: int = 3, margin: float | None = None,
+         vary_split: bool = True) -> Study:
+    """Every sweep of the study, validated, with ``--set``, ``repeats`` and ``margin``
+    applied; ``vary_split``: each repeat draws its own split (the default here)."""
     overrides = tuple(overrides)
-    sweeps = [load_sweep(name, overrides, repeats) for name in STUDY_SWEEPS]
+    sweeps = [load_sweep(name, overrides, repeats, margin=margin, vary_split=vary_split)
+              for name in STUDY_SWEEPS]
     sweeps.append(sweep_from_dict(BEST_MODEL, "best-model", overrides=overrides,
-                                  repeats=repeats))
-    return Study(tuple(sweeps), overrides, repeats)
+                                  repeats=repeats, margin=margin, vary_split=vary_split))
+    return Study(tuple(sweeps), overrides, repeats, vary_split)
 
 
 def dry_run(study: Study, log: Log = print) -> None:

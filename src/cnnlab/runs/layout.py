@@ -112,3 +112,15 @@ FINAL_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss"
 TIMING_METRICS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
 SUMMARY_METRICS = ("best_val_accuracy", "test_accuracy", "final_val_loss", "ms_per_step",
                    "s_per_epoch")  # summary.csv: mean, std, interval over repeats
+
+
+class Outcome(enum.StrEnum):
+    """How an arm stands against another: summary.csv's ``vs_best``, the console, the
+    findings and the pages (see docs/statistics.md)."""
+
+    BEST = "best"
+    BETTER = "better"
+    WORSE = "worse"
+    EQUIVALENT = "equivalent"  # within the declared margin (TOST)
+    INCONCLUSIVE = "inconclusive"  # neither a difference nor an equivalence is shown
+    DIVERGED = "diverged"  # at least one of the arm's runs diverged
