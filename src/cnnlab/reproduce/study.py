@@ -220,37 +220,42 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test."""
-    batch, depth = _summary(root, "batch-size"), _summary(root, "depth")
-    grid = _summary(root, "grid")
-    regularization = _rows(root / "regularization" / layout.RESULTS_FILE)
-    found = [verdicts.rises_then_falls(batch), verdicts.step_and_epoch_time(batch),
+    classes = results.class_count(root / "best-model")
+    batch, depth, grid, regularization = (
+        _rows(root / name / layout.RESULTS_FILE)
+        for name in ("batch-size", "depth", "grid", "regularization"))
+    found = [verdicts.rises_then_falls(batch, classes),
+             verdicts.step_and_epoch_time(batch, classes),
              verdicts.arm_is_best(depth, lambda r: r["model.filters"] == "[8, 16, 32]", "6",
-                                  "Three conv blocks do best"),
+                                  "Three conv blocks do best", classes),
              verdicts.arm_is_best(grid, lambda r: r["model.filters"] == "[8, 16, 32]"
                                   and r["model.dense"] == "[64]"
                                   and float(r["train.learning_rate"]) == 0.001, "6",
-                                  "The grid search picks the report's best model"),
+                                  "The grid search picks the report's best model", classes),
              verdicts.overfitting_seen(regularization, "none", True, "7",
                                        "The best model over-fits (validation loss rises)"),
-             verdicts.overfitting_seen(regularization, "l2", False, "7",
-                                       "L2 regularization prevents over-fitting", "none"),
-             verdicts.overfitting_seen(regularization, "dropout", False, "7",
-                                       "Dropout prevents over-fitting", "none"),
+             verdicts.remedy(regularization, "l2", "none", "7",
+                             "L2 regularization prevents over-fitting"),
+             verdicts.remedy(regularization, "dropout", "none", "7",
+                             "Dropout prevents over-fitting"),
              verdicts.overfitting_seen(regularization, "batch_norm", True, "7",
-                                       "Batch norm does not fully prevent over-fitting",
-                                       "none")]
-    recalls = _recalls(root / "best-model")
-    if recalls:
-        found += [verdicts.best_recognised(recalls, "horse"),
-                  verdicts.most_confused(recalls, ("bird", "cat", "dog"))]
+                                       "Batch norm does not fully prevent over-fitting")]
+    matrices, names = _confusions(root / "best-model")
+    if matrices:
+        found += [verdicts.best_recognised(matrices, names, "horse"),
+                  verdicts.most_confused(matrices, names, ("bird", "cat", "dog"))]
     return found
 
 
-def _recalls(sweep_dir: Path) -> dict[str, float]:
-    per_class = [json.loads(p.read_text(encoding="utf-8")).get("per_class")
-                 for p in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}"))]
-    per_class = [p for p in per_class if p]
-    return verdicts.class_recalls(per_class) if per_class else {}
+def _confusions(sweep_dir: Path) -> tuple[list[list[list[int]]], list[str]]:
+    """The test-set confusion matrix of each finished run, and the class names."""
+    found, names = [], []
+    for path in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if metrics.get("confusion_matrix") and layout.ranked_status(metrics.get("status")):
+            found.append(metrics["confusion_matrix"])
+            names = metrics["data"]["class_names"]
+    return found, names
 
 
 def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> str:
@@ -258,8 +263,13 @@ def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> s
     lines = [f"# Findings: the reference study reproduced ({study.repeats} repeats per arm"
              + (f"; --set {' '.join(study.overrides)}" if study.overrides else "") + ")", "",
              "## The report's claims", ""]
-    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- {v.evidence}."
-              for v in judged]
+    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- tested on {v.metric}: "
+              f"{v.evidence}." for v in judged]
+    lines += ["", "Repeats varied the seed (initial weights, data order)"
+              + (" and the train/validation/test split" if study.vary_split else
+                 " on one fixed train/validation/test split (--same-split)")
+              + f"; equivalence margin {study.margin:g}. Each verdict's test and its "
+              "calibration: docs/statistics.md."]
     for sweep in study.sweeps:
         path = root / sweep.name / layout.FINDINGS_FILE
         if path.exists():

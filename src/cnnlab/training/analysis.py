@@ -11,6 +11,10 @@ PATIENCE = 4  # consecutive epochs the validation loss must stay up
 TOLERANCE = 2.0  # how far up, in units of the validation loss's epoch-to-epoch noise
 SMOOTHING = 3  # epochs in the centred moving average the rule reads
 NOISE_FLOOR = 1e-3  # the smallest noise assumed, relative to the lowest validation loss
+# The detector's calibration (tests/training/test_analysis.py, docs/statistics.md): bounds
+# on how often it fires on a curve that does not over-fit, and finds one that does
+FALSE_ALARM_RATE = 0.05
+DETECTION_RATE = 0.90
 
 
 def loss_noise(val_loss: Sequence[float]) -> float:
