@@ -42,7 +42,7 @@ def test_rises_then_falls_calibration() -> None:
     rng = np.random.default_rng(1)
     null = rates([verdicts.rises_then_falls(batch_rows([.5] * 9, rng)).verdict
                   for _ in range(1000)])
-    assert null[HOLDS] <= 0.05 and null[FAILS] <= 0.05  # measured 0.3 % and 0.4 %
+    assert null[HOLDS] <= 0.05 and null[FAILS] <= 0.05  # measured 0.1 % and 0 %
     peak = [.44, .46, .48, .49, .50, .49, .48, .46, .44]  # 6 points, spread 1 point
     found = rates([verdicts.rises_then_falls(batch_rows(peak, rng)).verdict
                    for _ in range(300)])
@@ -63,7 +63,7 @@ def test_arm_is_best_calibration() -> None:
                                     "6", "claim").verdict
 
     null = rates([verdict([.5, .5, .5, .5]) for _ in range(1500)])
-    assert null[HOLDS] <= 0.05 and null[FAILS] <= 0.05  # measured 0.4 % and 4.2 %
+    assert null[HOLDS] <= 0.05 and null[FAILS] <= 0.05  # measured 0.3 % and 2.7 %
     assert rates([verdict([.45, .5, .45, .45]) for _ in range(300)])[HOLDS] > 0.8
     assert rates([verdict([.5, .45, .5, .5]) for _ in range(300)])[FAILS] > 0.8
 
@@ -87,9 +87,9 @@ def test_section7_calibration() -> None:
         return verdicts.remedy(rows, "l2", "none", "7", "claim").verdict
 
     no_effect = rates([remedy(over) for _ in range(2000)])
-    assert no_effect[HOLDS] <= 0.05  # measured 0 % (majority vote: 23 %)
+    assert no_effect[HOLDS] <= 0.05  # measured 0.05 % (majority vote: 23 %)
     works = rates([remedy((0.02, 0.02)) for _ in range(1000)])
-    assert works[HOLDS] > 0.6  # measured 76 %
+    assert works[HOLDS] > 0.6  # measured 85 %
     quiet = reg_rows(rng, {"none": (0.02, 0.02), "l2": (0.02, 0.02)})
     assert verdicts.remedy(quiet, "l2", "none", "7", "c").verdict == UNCLEAR
     seen = [verdicts.overfitting_seen(reg_rows(rng, {"none": (0.0, 0.05)}), "none", True, "7",
@@ -135,4 +135,4 @@ def test_best_class_is_not_called_on_a_tie(gap: float, most: float) -> None:
     recalls = [.6, .6, .4, .3, .5, .4, .6, .8 + gap, .8, .6]
     found = rates([verdicts.best_recognised(confusions(rng, recalls), NAMES, "horse").verdict
                    for _ in range(200)])
-    assert found[HOLDS] <= most  # measured 1 % (tie), 9 % (1 point)
+    assert found[HOLDS] <= most  # measured 4 % (tie), 6.5 % (1 point)

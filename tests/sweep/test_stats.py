@@ -100,16 +100,16 @@ def test_compare_false_positives_and_power() -> None:
     rng = np.random.default_rng(24)
     null = outcomes(rng, 0.0, 10, 4000)
     wrong = null.get(Outcome.BETTER, 0) + null.get(Outcome.WORSE, 0)
-    assert abs(wrong - 0.05) < 0.012  # measured 4.8 %
+    assert abs(wrong - 0.05) < 0.012  # measured 5.2 %
     small = outcomes(rng, 0.0, 3, 2000)  # Welch's test is conservative at n = 3
-    assert small.get(Outcome.BETTER, 0) + small.get(Outcome.WORSE, 0) <= 0.05  # 3.1-3.6 %
+    assert small.get(Outcome.BETTER, 0) + small.get(Outcome.WORSE, 0) <= 0.05  # 3.9 %
     # an arm truly 2 points worse (spread 1 point) is never "equivalent" within 1 point
     two_worse = outcomes(rng, -0.02, 3, 2000)
-    assert two_worse.get(Outcome.EQUIVALENT, 0) < 0.05  # measured 0 %
+    assert two_worse.get(Outcome.EQUIVALENT, 0) < 0.05  # measured 0.2 % (the old rule: 71 % tied)
     assert two_worse[Outcome.WORSE] > 0.3  # measured 36 %; the rest inconclusive
     # at the margin's edge equivalence is claimed at most 5 % of the time (TOST's level)
     edge = outcomes(rng, 0.01, 10, 3000)
-    assert edge.get(Outcome.EQUIVALENT, 0) <= 0.05 + 0.01  # measured 3.4 %
+    assert edge.get(Outcome.EQUIVALENT, 0) <= 0.05 + 0.01  # measured 4.1 %
     # truly equal arms, 10 runs each, spread 0.3 points: equivalence shown
     assert outcomes(rng, 0.0, 10, 2000, spread=0.003)[Outcome.EQUIVALENT] > 0.8
 
@@ -135,13 +135,13 @@ def worse_calls(rng: np.random.Generator, arms: int, n: int, draws: int,
 def test_worse_calls_keep_the_family_wise_error_under_a_true_null(arms: int, n: int,
                                                                    draws: int) -> None:
     rate, _ = worse_calls(np.random.default_rng(arms), arms, n, draws)
-    assert abs(rate - 0.05) < 0.015  # measured 5.4 % (4 x 3) and 4.8 % (12 x 10)
+    assert abs(rate - 0.05) < 0.015  # measured 4.9 % (4 x 3) and 5.5 % (12 x 10)
 
 
 def test_worse_calls_find_a_clearly_worse_arm() -> None:
     # 4 arms of 5 runs, spread 2 points, one arm 4 points lower
     wrong, found = worse_calls(np.random.default_rng(5), 4, 5, 2000, effect=0.04)
-    assert found > 0.5 and wrong <= 0.05  # measured: found 69 %, a null arm called 2.6 %
+    assert found > 0.5 and wrong <= 0.05  # measured: found 70 %, a null arm called 4.4 %
 
 
 def test_detectable_difference_has_its_power() -> None:
