@@ -51,7 +51,7 @@ def test_reproduce_runs_every_section_and_judges_every_claim(study) -> None:
     first, second = (load.read_run(out / "best-model" / f"001-best-r{i}") for i in (0, 1))
     assert first.config["data"]["split_seed"] != second.config["data"]["split_seed"]
     d0, d1 = (load.load_run_data(r, log=lambda _: None) for r in (first, second))
-    assert not np.array_equal(d0.y_test, d1.y_test)  # another draw of the split
+    assert not np.array_equal(d0.x_test, d1.x_test)  # another draw of the split
     assert "## Sweep batch-size" in findings and "## Sweep regularization" in findings
     assert "claims of the report hold; report: " in output
     best_run = sorted((out / "best-model").glob("*/metrics.json"))[0].parent

@@ -48,6 +48,9 @@ def comparison(summary: Sequence[dict[str, Any]], select_by: str, tested: str,
     tested_name = METRICS[tested].meaning
     lines.append(f"Against it on {tested_name} ({_interval(best, tested)}):")
     for row in ranked[1:]:
+        if row[f"{tested}_mean"] is None or best[f"{tested}_mean"] is None:
+            lines.append(f"{label(row['arm'])}: no {tested_name} to compare.")
+            continue
         diff = row[f"{tested}_mean"] - best[f"{tested}_mean"]
         detail = [f"{diff:+.3f}"]
         if row["p_vs_best"] is not None:
