@@ -211,7 +211,8 @@ def test_a_diverged_run_counts_at_chance_and_its_arm_is_never_best() -> None:
 def test_one_repeat_judges_no_difference() -> None:
     rows = rows_of({"001-a": [0.4], "002-b": [0.5]})
     summary = stats.summarize(rows, ["001-a", "002-b"], [], "best_val_accuracy")
-    assert all(r["best_val_accuracy_std"] is None and r["p_vs_best"] is None for r in summary)
+    assert all(r["best_val_accuracy_std"] is None and r["p_vs_best"] is None
+               and r["p_better"] is None for r in summary)
     text = findings("s", summary, rows, ["001-a", "002-b"], "best_val_accuracy")
     assert "no difference between arms can be judged" in text
     assert "worse" not in text and "equivalent" not in text

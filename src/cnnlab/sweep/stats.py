@@ -263,7 +263,7 @@ def _compare_with_best(summary: list[dict[str, Any]], values: dict[str, list[flo
                           Outcome.EQUIVALENT if compare(own, mine, higher_is_better=higher,
                                                         margin=margin) == Outcome.EQUIVALENT
                           else Outcome.INCONCLUSIVE)
-        if mine:
+        if len(mine) >= 2 and len(own) >= 2:  # one run says nothing of a new one
             chance = p_better(own, mine, higher_is_better=higher)
             row.update(zip(("p_better", "p_better_low", "p_better_high"), chance,
                            strict=True))
