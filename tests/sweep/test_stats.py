@@ -341,8 +341,17 @@ def test_per_class_analysis_is_recorded_shown_and_rewritten_by_evaluate(
     assert sum(v["support"] for v in again["per_class"].values()) == 100
 
 
+def test_margin_and_vary_split_options_in_the_plan() -> None:
+    result = CliRunner().invoke(main, ["sweep", "optimizer", "--dry-run", "--repeats", "2",
+                                       "--margin", "0.02", "--vary-split"])
+    assert result.exit_code == 0, result.output
+    assert "x 2 repeats, seeds 0..1, each its own split; equivalence margin 0.02)" \
+        in result.output
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--repeats", "0"], "--repeats: repeats: got 0; expected a whole number >= 1"),
+    (["--margin", "2"], "--margin: margin: got 2.0; expected a number >= 0 and < 1"),
 ])
 def test_bad_repeats_is_one_line(args: list[str], fragment: str) -> None:
     result = CliRunner().invoke(main, ["sweep", "optimizer", "--dry-run", *args])

@@ -418,8 +418,9 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
 def describe(sweep: Sweep) -> str:
     """The dry-run listing: each run's id and overrides."""
     repeats = (f" ({len(sweep.arms)} arms x {sweep.repeats} repeats, seeds "
-               f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1})"
-               if sweep.repeats > 1 else "")
+               f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1}"
+               f"{', each its own split' if sweep.vary_split else ', one split'}; equivalence "
+               f"margin {sweep.margin:g})" if sweep.repeats > 1 else "")
     size = (f"{sweep.search.trials} trials" if sweep.search and not sweep.runs
             else f"{len(sweep.runs)} runs")
     lines = [f"sweep {sweep.name} ({sweep.origin}): {size}{repeats}"
