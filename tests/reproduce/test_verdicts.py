@@ -95,6 +95,9 @@ def test_section7_calibration() -> None:
     seen = [verdicts.overfitting_seen(reg_rows(rng, {"none": (0.0, 0.05)}), "none", True, "7",
                                       "c").verdict for _ in range(2000)]
     assert rates(seen)[HOLDS] <= 0.05  # the detector's false alarms alone: 0.7 %
+    short = reg_rows(rng, {"none": (0.0, 0.0)})  # 2-epoch runs: the detector cannot fire
+    judged = verdicts.overfitting_seen(short, "none", True, "7", "c", epochs=2)
+    assert judged.verdict == UNCLEAR and "too short to tell" in judged.evidence
 
 
 def confusions(rng: np.random.Generator, recalls: Sequence[float], runs: int = 3,

@@ -221,6 +221,7 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test."""
     classes = results.class_count(root / "best-model")
+    epochs = study.sweep("regularization").runs[0].config.train.epochs
     batch, depth, grid, regularization = (
         _rows(root / name / layout.RESULTS_FILE)
         for name in ("batch-size", "depth", "grid", "regularization"))
@@ -233,13 +234,15 @@ def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
                                   and float(r["train.learning_rate"]) == 0.001, "6",
                                   "The grid search picks the report's best model", classes),
              verdicts.overfitting_seen(regularization, "none", True, "7",
-                                       "The best model over-fits (validation loss rises)"),
+                                       "The best model over-fits (validation loss rises)",
+                                       epochs),
              verdicts.remedy(regularization, "l2", "none", "7",
-                             "L2 regularization prevents over-fitting"),
+                             "L2 regularization prevents over-fitting", epochs),
              verdicts.remedy(regularization, "dropout", "none", "7",
-                             "Dropout prevents over-fitting"),
+                             "Dropout prevents over-fitting", epochs),
              verdicts.overfitting_seen(regularization, "batch_norm", True, "7",
-                                       "Batch norm does not fully prevent over-fitting")]
+                                       "Batch norm does not fully prevent over-fitting",
+                                       epochs)]
     matrices, names = _confusions(root / "best-model")
     if matrices:
         found += [verdicts.best_recognised(matrices, names, "horse"),

@@ -29,7 +29,7 @@ from cnnlab.sweep.stats import (
     holm,
     p_greater,
 )
-from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE
+from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE, PATIENCE
 
 HOLDS, FAILS, UNCLEAR = "holds", "does not hold", "not distinguishable"
 RISE_MARGIN = 0.05  # validation-loss rise counted as "the same over-fitting"
@@ -142,13 +142,17 @@ def _finished(rows: Rows, arm_name: str) -> list[dict[str, Any]]:
             and ranked_status(r["status"])]
 
 
-def overfits(rows: Rows, arm_name: str) -> tuple[bool | None, str]:
+def overfits(rows: Rows, arm_name: str, epochs: int | None = None
+             ) -> tuple[bool | None, str]:
     """Whether the arm over-fits, from how many of its runs the onset detector fires in:
     True if more than its false-alarm rate explains (binomial test), False if fewer than
-    its detection rate explains, None if neither (or no run)."""
+    its detection rate explains, None if neither (no run, or runs of ``epochs`` too
+    short for the detector to fire)."""
     runs = _finished(rows, arm_name)
     fired = sum(r.get("overfit_epoch") not in ("", None) for r in runs)
     evidence = f"{arm_name}: over-fitting onset in {fired} of {len(runs)} runs"
+    if epochs is not None and epochs <= PATIENCE:
+        return None, evidence + f" (runs of {epochs} epochs are too short to tell)"
     if not runs:
         return None, evidence
     if scipy_stats.binom.sf(fired - 1, len(runs), FALSE_ALARM_RATE) < ALPHA:
@@ -158,22 +162,23 @@ def overfits(rows: Rows, arm_name: str) -> tuple[bool | None, str]:
     return None, evidence
 
 
-def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, claim: str
-                     ) -> Verdict:
+def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, claim: str,
+                     epochs: int | None = None) -> Verdict:
     """``claim``: the arm over-fits (``expected``) or does not (:func:`overfits`)."""
-    found, evidence = overfits(rows, arm_name)
+    found, evidence = overfits(rows, arm_name, epochs)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
     return Verdict(section, claim, verdict, evidence, "over-fitting onset per run")
 
 
-def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str) -> Verdict:
+def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
+           epochs: int | None = None) -> Verdict:
     """``claim``: the arm prevents over-fitting. Judged only where ``reference`` (the arm
     without the remedy) over-fits; holds when the arm's validation-loss rise is smaller
     (Welch) and the arm itself is not shown to over-fit; does not hold when its rise is
     not smaller (larger, or the same within :data:`RISE_MARGIN`: TOST) or it over-fits."""
     metric = "overfit_rise (validation-loss rise after its lowest)"
-    base, base_text = overfits(rows, reference)
-    own, own_text = overfits(rows, arm_name)
+    base, base_text = overfits(rows, reference, epochs)
+    own, own_text = overfits(rows, arm_name, epochs)
     rise = {name: [float(r["overfit_rise"]) for r in _finished(rows, name)
                    if _finite(r.get("overfit_rise"))] for name in (arm_name, reference)}
     evidence = (f"rise {arm_name}: {_shown(rise[arm_name])}, {reference}: "
