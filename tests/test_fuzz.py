@@ -371,6 +371,8 @@ SWEEP_FIELDS = {
     "select_by": st.sampled_from(["best_val_accuracy", "final_val_loss", "accuracy"])
     | SCALARS,
     "repeats": st.integers(-2, 4) | st.booleans() | st.none() | st.floats() | TEXT,
+    "margin": st.floats() | st.integers(-1, 2) | st.booleans() | SCALARS,
+    "vary_split": st.booleans() | SCALARS,
     "search": st.fixed_dictionaries({}, optional={
         "strategy": st.sampled_from(["grid", "random", "tpe", "bayes"]) | SCALARS,
         "trials": st.integers(-1, 3) | SCALARS, "metric": st.sampled_from(
@@ -407,6 +409,7 @@ def check_sweep(document: bytes, overrides: list[str]) -> None:
 
 EXAMPLES_SWEEP = [
     (b"axes: {train.epochs: [1, 2]}\nrepeats: 2\n", []),
+    (b"axes: {train.epochs: [1, 2]}\nrepeats: 2\nmargin: .nan\nvary_split: true\n", []),
     (b"axes: {train.epochs: [1, 2]}\n", ["train.epochs=3"]),
     (b"variants: {\"a\\nb\": {}}\n", []),
     (b'axes: {"x\\ny": [1]}\n', []),

@@ -359,6 +359,12 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
 @click.option("--trials", type=int, default=None, metavar="N",
               help="A search (search: in the sweep file): trials in all, instead of the "
                    "file's search.trials; the same --out with more trials continues it.")
+@click.option("--margin", type=float, default=None, metavar="X",
+              help="Equivalence margin: arms within X of the best (accuracy, 0.01 = 1 point) "
+                   "can be called equivalent; default: the sweep file's margin, else 0.01.")
+@click.option("--vary-split", is_flag=True, default=None,
+              help="Repeats also draw their own train/validation/test split, so intervals "
+                   "include data-sampling variance (default: the sweep file's vary_split).")
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local",
               show_default=True,
               help="local: on this machine (--jobs for several runs at once); ray: each "
@@ -376,8 +382,8 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | None, trials: int | None,
-                  backend: str, address: str | None, cpus_per_run: float,
+                  repeats: int | None, trials: int | None, margin: float | None,
+                  vary_split: bool | None, backend: str, address: str | None, cpus_per_run: float,
                   gpus_per_run: float, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
     regularization, grid, search).
@@ -386,7 +392,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     """
     from cnnlab.sweep.spec import describe, load_sweep
 
-    spec = load_sweep(sweep, overrides, repeats, trials)
+    spec = load_sweep(sweep, overrides, repeats, trials, margin, vary_split)
     if dry_run:
         click.echo(describe(spec))
         return
@@ -410,7 +416,12 @@ def _given_on_command_line(*names: str) -> list[str]:
 
 @main.command()
 @click.option("--repeats", type=int, default=3, show_default=True, metavar="N",
-              help="Seeds per arm of every study (s..s+N-1, the same split).")
+              help="Seeds per arm of every study (s..s+N-1, each with its own split).")
+@click.option("--margin", type=float, default=None, metavar="X",
+              help="Equivalence margin of the comparisons (accuracy; default 0.01).")
+@click.option("--same-split", is_flag=True,
+              help="Keep one train/validation/test split for every repeat (intervals then "
+                   "leave out data-sampling variance).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key in every run (repeatable), e.g. for a quick pass: "
                    "--set train.epochs=5 --set data.train_size=2000")
@@ -422,7 +433,8 @@ def _given_on_command_line(*names: str) -> list[str]:
 @click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
               metavar="N|auto", help="Runs trained at once, as for cnnlab sweep.")
 @reports_errors
-def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run: bool,
+def reproduce(repeats: int, margin: float | None, same_split: bool,
+              overrides: tuple[str, ...], out: str | None, dry_run: bool,
               jobs: int | str) -> None:
     """Run the whole reference study (every section of the report) and write one report
     page with a verdict on each of its claims.
@@ -431,7 +443,7 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
     """
     from cnnlab.reproduce import study
 
-    plan = study.plan(overrides, repeats)
+    plan = study.plan(overrides, repeats, margin, vary_split=not same_split)
     if dry_run:
         study.dry_run(plan, log=click.echo)
         return

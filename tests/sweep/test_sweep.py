@@ -24,8 +24,8 @@ from cnnlab.sweep.run import builtin_sweeps, load_sweep, sweep_from_dict
 
 # results.csv columns after the parameter columns, as the README documents them
 METRIC_COLUMNS = ["best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
-                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
-                  "trainable_params", "status"]
+                  "final_val_loss", "overfit_epoch", "overfit_rise", "ms_per_step",
+                  "s_per_epoch", "trainable_params", "status"]
 
 BASE = {"model": {"filters": [8]}, "train": {"optimizer": "sgd", "epochs": 2}}
 

@@ -12,10 +12,10 @@ from typing import Any
 
 from cnnlab.report.pages import esc, image, key_values, page, per_class_table, table
 from cnnlab.reproduce.table1 import TABLE_FILES
-from cnnlab.reproduce.verdicts import HOLDS, Verdict
+from cnnlab.reproduce.verdicts import FAILS, HOLDS, UNCLEAR, Verdict
 from cnnlab.runs import layout, load, storage
 
-COLOURS = {HOLDS: "#1a7f37", "does not hold": "#b42318", "not distinguishable": "#8a6d00"}
+COLOURS = {HOLDS: "#1a7f37", FAILS: "#b42318", UNCLEAR: "#8a6d00"}
 
 
 def _figures(folder: Path, names: tuple[str, ...], caption: str) -> str:
@@ -35,9 +35,9 @@ def _verdicts(judged: list[Verdict], section: str | None = None) -> str:
     if not shown:
         return ""
     rows = [[f'<b style="color:{COLOURS[v.verdict]}">{esc(v.verdict)}</b>', esc(v.section),
-             esc(v.claim), esc(v.evidence)] for v in shown]
-    return table(["verdict", "section", "claim of the report", "our numbers"], rows,
-                 raw_columns=(0, 1, 2, 3))
+             esc(v.claim), esc(v.metric), esc(v.evidence)] for v in shown]
+    return table(["verdict", "section", "claim of the report", "tested on", "our numbers"],
+                 rows, raw_columns=(0, 1, 2, 3, 4))
 
 
 def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],

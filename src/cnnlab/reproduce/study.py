@@ -25,6 +25,7 @@ from cnnlab.data import dataset as data
 from cnnlab.errors import RunError
 from cnnlab.reproduce import table1, verdicts
 from cnnlab.runs import layout, load, storage
+from cnnlab.sweep import results
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.spec import Sweep, describe, load_sweep, sweep_from_dict
@@ -41,22 +42,31 @@ class Study:
     sweeps: tuple[Sweep, ...]
     overrides: tuple[str, ...]
     repeats: int
+    vary_split: bool = True
 
     def sweep(self, name: str) -> Sweep:
         return next(s for s in self.sweeps if s.name == name)
 
+    @property
+    def margin(self) -> float:
+        return self.sweeps[0].margin
+
     def record(self) -> dict[str, Any]:
         return {"repeats": self.repeats, "set": list(self.overrides),
+                "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
 
-def plan(overrides: Iterable[str] = (), repeats: int = 3) -> Study:
-    """Every sweep of the study, validated, with ``--set`` and ``repeats`` applied."""
+def plan(overrides: Iterable[str] = (), repeats: int = 3, margin: float | None = None,
+         vary_split: bool = True) -> Study:
+    """Every sweep of the study, validated, with ``--set``, ``repeats`` and ``margin``
+    applied; ``vary_split``: each repeat draws its own split (the default here)."""
     overrides = tuple(overrides)
-    sweeps = [load_sweep(name, overrides, repeats) for name in STUDY_SWEEPS]
+    sweeps = [load_sweep(name, overrides, repeats, margin=margin, vary_split=vary_split)
+              for name in STUDY_SWEEPS]
     sweeps.append(sweep_from_dict(BEST_MODEL, "best-model", overrides=overrides,
-                                  repeats=repeats))
-    return Study(tuple(sweeps), overrides, repeats)
+                                  repeats=repeats, margin=margin, vary_split=vary_split))
+    return Study(tuple(sweeps), overrides, repeats, vary_split)
 
 
 def dry_run(study: Study, log: Log = print) -> None:
@@ -211,37 +221,45 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test."""
-    batch, depth = _summary(root, "batch-size"), _summary(root, "depth")
-    grid = _summary(root, "grid")
-    regularization = _rows(root / "regularization" / layout.RESULTS_FILE)
-    found = [verdicts.rises_then_falls(batch), verdicts.step_and_epoch_time(batch),
+    classes = results.class_count(root / "best-model")
+    epochs = study.sweep("regularization").runs[0].config.train.epochs
+    batch, depth, grid, regularization = (
+        _rows(root / name / layout.RESULTS_FILE)
+        for name in ("batch-size", "depth", "grid", "regularization"))
+    found = [verdicts.rises_then_falls(batch, classes),
+             verdicts.step_and_epoch_time(batch, classes),
              verdicts.arm_is_best(depth, lambda r: r["model.filters"] == "[8, 16, 32]", "6",
-                                  "Three conv blocks do best"),
+                                  "Three conv blocks do best", classes),
              verdicts.arm_is_best(grid, lambda r: r["model.filters"] == "[8, 16, 32]"
                                   and r["model.dense"] == "[64]"
                                   and float(r["train.learning_rate"]) == 0.001, "6",
-                                  "The grid search picks the report's best model"),
+                                  "The grid search picks the report's best model", classes),
              verdicts.overfitting_seen(regularization, "none", True, "7",
-                                       "The best model over-fits (validation loss rises)"),
-             verdicts.overfitting_seen(regularization, "l2", False, "7",
-                                       "L2 regularization prevents over-fitting", "none"),
-             verdicts.overfitting_seen(regularization, "dropout", False, "7",
-                                       "Dropout prevents over-fitting", "none"),
+                                       "The best model over-fits (validation loss rises)",
+                                       epochs),
+             verdicts.remedy(regularization, "l2", "none", "7",
+                             "L2 regularization prevents over-fitting", epochs),
+             verdicts.remedy(regularization, "dropout", "none", "7",
+                             "Dropout prevents over-fitting", epochs),
              verdicts.overfitting_seen(regularization, "batch_norm", True, "7",
                                        "Batch norm does not fully prevent over-fitting",
-                                       "none")]
-    recalls = _recalls(root / "best-model")
-    if recalls:
-        found += [verdicts.best_recognised(recalls, "horse"),
-                  verdicts.most_confused(recalls, ("bird", "cat", "dog"))]
+                                       epochs)]
+    matrices, names = _confusions(root / "best-model")
+    if matrices:
+        found += [verdicts.best_recognised(matrices, names, "horse"),
+                  verdicts.most_confused(matrices, names, ("bird", "cat", "dog"))]
     return found
 
 
-def _recalls(sweep_dir: Path) -> dict[str, float]:
-    per_class = [json.loads(p.read_text(encoding="utf-8")).get("per_class")
-                 for p in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}"))]
-    per_class = [p for p in per_class if p]
-    return verdicts.class_recalls(per_class) if per_class else {}
+def _confusions(sweep_dir: Path) -> tuple[list[list[list[int]]], list[str]]:
+    """The test-set confusion matrix of each finished run, and the class names."""
+    found, names = [], []
+    for path in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}")):
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        if metrics.get("confusion_matrix") and layout.ranked_status(metrics.get("status")):
+            found.append(metrics["confusion_matrix"])
+            names = metrics["data"]["class_names"]
+    return found, names
 
 
 def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> str:
@@ -249,8 +267,13 @@ def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> s
     lines = [f"# Findings: the reference study reproduced ({study.repeats} repeats per arm"
              + (f"; --set {' '.join(study.overrides)}" if study.overrides else "") + ")", "",
              "## The report's claims", ""]
-    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- {v.evidence}."
-              for v in judged]
+    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- tested on {v.metric}: "
+              f"{v.evidence}." for v in judged]
+    lines += ["", "Repeats varied the seed (initial weights, data order)"
+              + (" and the train/validation/test split" if study.vary_split else
+                 " on one fixed train/validation/test split (--same-split)")
+              + f"; equivalence margin {study.margin:g}. Each verdict's test and its "
+              "calibration: docs/statistics.md."]
     for sweep in study.sweeps:
         path = root / sweep.name / layout.FINDINGS_FILE
         if path.exists():

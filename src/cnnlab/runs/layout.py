@@ -99,6 +99,7 @@ METRICS = {m.name: m for m in (
     Metric("final_train_loss", "min", "final training loss"),
     Metric("best_epoch", "min", "epoch of the best validation accuracy"),
     Metric("overfit_epoch", "max", "epoch where over-fitting starts"),
+    Metric("overfit_rise", "min", "rise of the validation loss after its lowest value"),
     Metric("epochs_run", "min", "epochs trained"),
     Metric("trainable_params", "min", "trainable parameters"),
     Metric("ms_per_step", "min", "training time per step (ms)"),
@@ -109,8 +110,8 @@ METRICS = {m.name: m for m in (
 SELECTABLE = ("best_val_accuracy", "final_val_loss")  # what a sweep or search may select by
 # What each file or view records of a finished run, by name from METRICS
 RESULT_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "final_train_loss",
-                  "final_val_loss", "overfit_epoch", "ms_per_step", "s_per_epoch",
-                  "trainable_params")  # results.csv, before its status column
+                  "final_val_loss", "overfit_epoch", "overfit_rise", "ms_per_step",
+                  "s_per_epoch", "trainable_params")  # results.csv, before its status column
 FINAL_METRICS = ("best_val_accuracy", "best_epoch", "test_accuracy", "test_loss",
                  "final_train_loss", "final_val_loss", "epochs_run", "trainable_params")
 TIMING_METRICS = ("ms_per_step", "s_per_epoch", "s_per_epoch_with_validation", "first_epoch_s")
@@ -121,3 +122,15 @@ SUMMARY_METRICS = ("best_val_accuracy", "test_accuracy", "final_val_loss", "ms_p
 def steps_per_epoch(examples: int, batch_size: int) -> int:
     """Training steps of one epoch: every example once, the last batch possibly partial."""
     return max(1, -(-examples // batch_size))
+
+
+class Outcome(enum.StrEnum):
+    """How an arm stands against another: summary.csv's ``vs_best``, the console, the
+    findings and the pages (see docs/statistics.md)."""
+
+    BEST = "best"
+    BETTER = "better"
+    WORSE = "worse"
+    EQUIVALENT = "equivalent"  # within the declared margin (TOST)
+    INCONCLUSIVE = "inconclusive"  # neither a difference nor an equivalence is shown
+    DIVERGED = "diverged"  # at least one of the arm's runs diverged

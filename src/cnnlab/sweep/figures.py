@@ -117,9 +117,8 @@ def plot_arm_accuracy(summary: Sequence[dict[str, Any]], path: Path, title: str)
                 label=f"{name} (mean, 95 % CI)", color=colour)
         for p, m, high in zip(positions, means, errors[1], strict=True):
             ax.text(m + high + 0.005, p + offset, f"{m:.3f}", va="center", fontsize=8)
-    tied = {True: " (tied with best)", False: "", None: ""}
     ax.set_yticks(list(positions), [f"{r['arm']} (n={r['n']})"
-                                    + (" (best)" if r["rank"] == 1 else tied[r["tied_with_best"]])
+                                    + (f" ({r['vs_best']})" if r["vs_best"] else "")
                                     for r in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, min(1.0, max([r["best_val_accuracy_mean"] for r in rows] + [0.1]) * 1.25))

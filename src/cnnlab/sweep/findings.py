@@ -2,7 +2,9 @@
 
 Built from the per-arm summary (:mod:`cnnlab.sweep.stats`) and the per-run results rows;
 nothing is said that the numbers do not support: with one repeat per arm no difference
-is judged, and a difference is "worse" only when Holm-corrected p < 0.05.
+is judged, and each other arm is worse, equivalent, inconclusive or diverged against the
+best by the tests of :mod:`cnnlab.sweep.stats`, with the smallest difference the design
+could detect.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from cnnlab.runs.layout import METRICS, ranked_status
-from cnnlab.sweep.stats import ALPHA
+from cnnlab.runs.layout import METRICS, Outcome, ranked_status
+from cnnlab.sweep.stats import ALPHA, MARGIN, POWER, detectable_difference, tested_metric
 
 
 def label(arm: str) -> str:
@@ -28,31 +30,78 @@ def _interval(row: dict[str, Any], metric: str) -> str:
     return f"95 % CI {low:.3f}–{high:.3f}, n = {n}"
 
 
-def comparison(summary: Sequence[dict[str, Any]], select_by: str) -> list[str]:
-    """The winner and how each other arm stands against it."""
+def comparison(summary: Sequence[dict[str, Any]], select_by: str, tested: str,
+               margin: float = MARGIN) -> list[str]:
+    """The winner, and how each other arm stands against it (summary.csv's words)."""
     ranked = sorted((r for r in summary if r["rank"] is not None), key=lambda r: r["rank"])
     if not ranked:
         return ["No run finished, so nothing can be compared."]
     best, key, name = ranked[0], f"{select_by}_mean", METRICS[select_by].meaning
     lines = [f"**{label(best['arm'])}** is best by mean {name}: {best[key]:.3f} "
              f"({_interval(best, select_by)})."]
+    if best["diverged"]:
+        lines.append(f"Every arm had a diverged run; this one {best['diverged']} of "
+                     f"{best['n']}.")
     if best["n"] < 2:
         return lines + ["Each arm was trained once (n = 1), so no difference between arms "
                         "can be judged: run the sweep with `--repeats 3` or more."]
+    tested_name = METRICS[tested].meaning
+    lines.append(f"Against it on {tested_name} ({_interval(best, tested)}):")
     for row in ranked[1:]:
-        diff = row[key] - best[key]
-        p = row["p_vs_best"]
-        if p is None:
-            verdict = "cannot be compared with it (fewer than 2 paired repeats)"
-        elif p >= ALPHA:
-            verdict = f"is not distinguishable from it ({diff:+.3f}, p = {p:.2g})"
-        else:
-            verdict = f"is worse ({diff:+.3f}, p = {p:.2g})"
-        lines.append(f"{label(row['arm'])} ({row[key]:.3f}, {_interval(row, select_by)}) "
-                     f"{verdict}.")
-    lines.append("p: paired t-test against the best arm by repeat (same seed, same split), "
-                 "Holm-corrected across arms.")
+        if row[f"{tested}_mean"] is None or best[f"{tested}_mean"] is None:
+            lines.append(f"{label(row['arm'])}: no {tested_name} to compare.")
+            continue
+        diff = row[f"{tested}_mean"] - best[f"{tested}_mean"]
+        detail = [f"{diff:+.3f}"]
+        if row["p_vs_best"] is not None:
+            detail.append(f"p = {row['p_vs_best']:.2g}")
+        if row["p_better"] is not None:
+            detail.append(f"P(beats best) {row['p_better']:.2f} [{row['p_better_low']:.2f}, "
+                          f"{row['p_better_high']:.2f}]")
+        lines.append(f"{label(row['arm'])}: **{row['vs_best'] or Outcome.INCONCLUSIVE}** "
+                     f"({row[f'{tested}_mean']:.3f}, {', '.join(detail)}).")
+    lines.append(f"{Outcome.WORSE}: Welch's one-sided t-test on {tested_name}, p adjusted "
+                 f"step-down for having chosen the best by its mean (simulated), below "
+                 f"{ALPHA}; {Outcome.EQUIVALENT}: within ±{margin:g} (TOST); "
+                 f"{Outcome.INCONCLUSIVE}: neither shown; {Outcome.DIVERGED}: a run of the "
+                 "arm diverged. P(beats best): chance that a new run of the arm beats one "
+                 "of the best, 95 % bootstrap interval.")
     return lines
+
+
+def diverged(summary: Sequence[dict[str, Any]], tested: str) -> list[str]:
+    """Each arm with diverged runs, and what they count as."""
+    chance = "chance accuracy" if tested.endswith("accuracy") else "the worst loss seen"
+    return [f"{label(r['arm'])}: {r['diverged']} of {r['n']} runs diverged (counted at "
+            f"{chance} in its statistics; never best while an arm without one exists)."
+            for r in summary if r["diverged"]]
+
+
+def power(summary: Sequence[dict[str, Any]], tested: str) -> list[str]:
+    """The smallest difference on ``tested`` the design finds with 80 % power, from the
+    arms' own spread (pooled over the arms without a diverged run)."""
+    rows = [r for r in summary if r[f"{tested}_std"] is not None and not r["diverged"]]
+    if not rows:
+        return []
+    std = math.sqrt(sum(r[f"{tested}_std"] ** 2 for r in rows) / len(rows))
+    n = min(r["n"] for r in rows)
+    smallest = detectable_difference(std, n)
+    if smallest is None:
+        return []
+    return [f"With n = {n} runs per arm and a spread of {std:.3f} (pooled std of "
+            f"{METRICS[tested].meaning}), the smallest difference between two arms this "
+            f"design detects with {POWER * 100:.0f} % power is {smallest:.3f}; smaller true "
+            "differences mostly come out inconclusive."]
+
+
+def variation(repeats: int, vary_split: bool) -> list[str]:
+    """What differed between the repeats of an arm."""
+    if repeats < 2:
+        return []
+    split = ("and the train/validation/test split (data sampling)" if vary_split else
+             "on one fixed train/validation/test split (data-sampling variance left out)")
+    return [f"The {repeats} repeats of each arm varied the initial weights and data order "
+            f"(seed) {split}."]
 
 
 def overfitting(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> list[str]:
@@ -94,9 +143,15 @@ def _number(value: Any) -> bool:
 
 
 def findings(title: str, summary: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
-             arms: Sequence[str], select_by: str) -> str:
+             arms: Sequence[str], select_by: str, margin: float = MARGIN,
+             vary_split: bool = False) -> str:
     """The whole ``findings.md``."""
-    sections = [("Which arm is best", comparison(summary, select_by)),
+    tested = tested_metric(rows, select_by)
+    repeats = max((r["n"] for r in summary), default=0)
+    sections = [("Which arm is best", comparison(summary, select_by, tested, margin)),
+                ("Diverged runs", diverged(summary, tested)),
+                ("What the design can detect", variation(repeats, vary_split)
+                 + power(summary, tested)),
                 ("Over-fitting", overfitting(rows, arms)),
                 ("Time by batch size", batch_timing(summary))]
     text = [f"# Findings: {title}", ""]

@@ -9,6 +9,7 @@ Rows are computed from run folders alone (``metrics.json``, ``config.yaml``,
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -162,10 +163,21 @@ def write_sweep_results(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
 def write_summary(sweep: Sweep, sweep_dir: Path, rows: Sequence[dict[str, Any]]
                   ) -> list[dict[str, Any]]:
     """``summary.csv``: one row per arm, statistics over its repeats (:mod:`cnnlab.sweep.stats`)."""
-    summary = stats.summarize(rows, sweep.arms, sweep.params, sweep.select_by)
+    summary = stats.summarize(rows, sweep.arms, sweep.params, sweep.select_by, sweep.margin,
+                              class_count(sweep_dir))
     storage.write_csv(sweep_dir / layout.SUMMARY_CSV_FILE, [_csv_row(r) for r in summary],
                    stats.summary_columns(sweep.params))
     return summary
+
+
+def class_count(sweep_dir: Path, default: int = 10) -> int:
+    """The number of classes, from a finished run's data record (chance accuracy is 1 over
+    it); ``default`` where no run recorded one."""
+    for path in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}")):
+        names = json.loads(path.read_text(encoding="utf-8")).get("data", {}).get("class_names")
+        if names:
+            return len(names)
+    return default
 
 
 def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +200,11 @@ def write_best_config(sweep: Sweep, sweep_dir: Path, best: dict[str, Any]) -> Pa
     config = {**run.config.to_dict(), "name": f"{sweep.name}-best"}
     path = sweep_dir / layout.BEST_CONFIG_FILE
     mean = best[f"{sweep.select_by}_mean"]
+    diverged = (f"; every arm had a diverged run, this one {best['diverged']} of {best['n']}"
+                if best["diverged"] else "")
     header = (f"# Winner of sweep '{sweep.name}': arm {best['arm']}, {sweep.select_by} "
-              f"{'mean ' if best['n'] > 1 else ''}{mean:.6g} (n = {best['n']}).\n# Overrides: "
+              f"{'mean ' if best['n'] > 1 else ''}{mean:.6g} (n = {best['n']}{diverged})."
+              "\n# Overrides: "
               + (", ".join(f"{k}={format_value(v)}" for k, v in run.overrides.items()) or "none")
               + f"\n# Train it: cnnlab train {path}\n")
     storage.write_atomic(path, header + config_from_dict(config, str(path)).to_yaml())
@@ -199,19 +214,22 @@ def write_best_config(sweep: Sweep, sweep_dir: Path, best: dict[str, Any]) -> Pa
 def format_summary_table(summary: Sequence[dict[str, Any]], params: Sequence[str],
                          select_by: str) -> str:
     """The arms as an aligned text table, best first: mean and 95 % interval of
-    ``select_by``, test accuracy, the paired test against the best."""
-    head = ["rank", "arm", *[p.rsplit(".", 1)[-1] for p in params], "n",
-            f"{select_by} mean", "95% CI", "test acc", "p vs best", ""]
+    ``select_by``, test accuracy, the test against the best and its outcome (the words of
+    summary.csv's ``vs_best``)."""
+    head = ["rank", "arm", *[p.rsplit(".", 1)[-1] for p in params], "n", "diverged",
+            f"{select_by} mean", "95% CI", "test acc", "p vs best", "P(beats best)", "vs best"]
     body = []
     for row in sorted(summary, key=lambda r: (r["rank"] is None, r["rank"] or 0)):
         low, high = row[f"{select_by}_ci_low"], row[f"{select_by}_ci_high"]
-        tied = {True: "tied with best", False: "worse", None: ""}[row["tied_with_best"]]
+        chance = "" if row["p_better"] is None else (
+            f"{row['p_better']:.2f} ({row['p_better_low']:.2f}-{row['p_better_high']:.2f})")
         body.append([str(row["rank"] or ""), row["arm"], *[str(row[p]) for p in params],
-                     str(row["n"]), format_number(row[f"{select_by}_mean"] or ""),
+                     str(row["n"]), str(row["diverged"]),
+                     format_number(row[f"{select_by}_mean"] or ""),
                      "" if low is None else f"{low:.4f}-{high:.4f}",
                      format_number(row["test_accuracy_mean"] or ""),
                      "" if row["p_vs_best"] is None else f"{row['p_vs_best']:.3g}",
-                     "best" if row["rank"] == 1 else tied])
+                     chance, row["vs_best"] or ""])
     widths = [max(len(c) for c in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
              for line in [head, ["-" * w for w in widths], *body]]

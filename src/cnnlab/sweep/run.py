@@ -141,7 +141,8 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None 
     rows = results.write_sweep_results(sweep, sweep_dir)
     summary = results.write_summary(sweep, sweep_dir, rows)
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
-        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by))
+        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by, sweep.margin,
+        sweep.vary_split))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
         results.format_summary_table(summary, sweep.params, sweep.select_by))

@@ -12,10 +12,14 @@ A sweep file (see docs/sweeps.md)::
       adam: {train.optimizer: adam, train.momentum: null}
     select_by: best_val_accuracy        # how the winner is chosen
     repeats: 3                          # optional: each arm trained with seeds s, s+1, s+2
+    margin: 0.01                        # optional: accuracy difference counted as equivalent
+    vary_split: false                   # optional: repeats draw their own split too
 
 An *arm* is one variant x axis combination; with ``repeats: N`` repeat ``i`` trains it
 with ``seed = base seed + i`` while ``data.split_seed`` stays the base seed, so every
-repeat and every arm sees the same train/validation/test split.
+repeat and every arm sees the same train/validation/test split -- unless ``vary_split``,
+where repeat ``i`` also draws its split with ``split seed + i``, so that intervals include
+the variance of the data sampling.
 
 With both ``axes`` and ``variants``, every variant is crossed with every axis
 combination. Everything is validated (each expanded run's config included) before any
@@ -52,10 +56,11 @@ from cnnlab.sweep.search.spec import (
     search_from_dict,
     space_from_dict,
 )
+from cnnlab.sweep.stats import MARGIN
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "builtin"
 SWEEP_KEYS = ("name", "description", "base", "set", "axes", "variants", "select_by", "repeats",
-              "search", "space")
+              "search", "space", "margin", "vary_split")
 # How the winner is chosen: the metric and whether higher ("max") or lower is better.
 
 
@@ -103,6 +108,8 @@ class Sweep:
     search: Search | None = None
     space: dict[str, Dimension] = field(default_factory=dict)
     common: dict[str, Any] = field(default_factory=dict)  # base + set: each trial's start
+    margin: float = MARGIN  # equivalence margin of the comparisons (docs/statistics.md)
+    vary_split: bool = False  # repeats draw their own train/validation/test split too
 
     @property
     def arms(self) -> list[str]:
@@ -125,7 +132,8 @@ class Sweep:
         return {
             "name": self.name, "description": self.description, "origin": self.origin,
             "base": self.base, "set": self.set, "axes": self.axes, "variants": self.variants,
-            "select_by": self.select_by, "repeats": self.repeats,
+            "select_by": self.select_by, "repeats": self.repeats, "margin": self.margin,
+            "vary_split": self.vary_split,
             **({"search": self.search.record(),
                 "space": {k: d.record() for k, d in self.space.items()}} if self.search else {}),
             "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides,
@@ -143,20 +151,23 @@ def resolve_sweep_path(name_or_path: str | Path) -> Path:
 
 
 def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = (),
-               repeats: int | None = None, trials: int | None = None) -> Sweep:
+               repeats: int | None = None, trials: int | None = None,
+               margin: float | None = None, vary_split: bool | None = None) -> Sweep:
     """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run,
-    ``repeats`` (``--repeats``) and ``trials`` (``--trials``) replace the file's."""
+    ``repeats`` (``--repeats``), ``trials`` (``--trials``), ``margin`` (``--margin``) and
+    ``vary_split`` (``--vary-split``) replace the file's."""
     path = resolve_sweep_path(name_or_path)
     raw = read_yaml(path)
     return sweep_from_dict(raw, str(name_or_path), base_dir=path.parent,
                            overrides=overrides, default_name=path.stem, repeats=repeats,
-                           trials=trials)
+                           trials=trials, margin=margin, vary_split=vary_split)
 
 
 def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                     overrides: Iterable[str] | Mapping[str, Any] = (),
                     default_name: str = "sweep", repeats: int | None = None,
-                    trials: int | None = None) -> Sweep:
+                    trials: int | None = None, margin: float | None = None,
+                    vary_split: bool | None = None) -> Sweep:
     """Validate a sweep (the YAML as a dict) and expand it into its runs (a search by
     ``random`` or ``tpe`` has none yet: :mod:`cnnlab.sweep.search.trials` asks them one by one)."""
     if not isinstance(raw, Mapping):
@@ -192,12 +203,29 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                           f"strategy {search.strategy}: each trial is one seed, and the "
                           "sampler learns from every trial; repeat the winner instead "
                           "(cnnlab sweep on best_config.yaml's values), or use strategy grid")
+    margin, vary_split = _statistics(raw, margin, vary_split, origin)
     return Sweep(name=check_name(raw.get("name", default_name), f"{origin}: name"),
                  origin=origin, description=str(raw.get("description") or ""),
                  base=base, set={**sweep_set, **cli_set}, axes=axes, variants=variants,
                  select_by=select_by, repeats=count, search=search, space=space,
-                 common=common,
-                 runs=() if asks else tuple(_expand(common, axes, variants, origin, count)))
+                 common=common, margin=margin, vary_split=vary_split,
+                 runs=() if asks else tuple(_expand(common, axes, variants, origin, count,
+                                                    vary_split)))
+
+
+def _statistics(raw: Mapping[str, Any], margin: float | None, vary_split: bool | None,
+                origin: str) -> tuple[float, bool]:
+    """The equivalence margin and whether repeats vary the split: the option given, else
+    the file's, else the defaults (:data:`MARGIN`, False)."""
+    where = origin if margin is None else "--margin"
+    value = raw.get("margin", MARGIN) if margin is None else margin
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"{where}: margin: got {shown(value)}; expected a number >= 0 and "
+                          "< 1, the accuracy difference counted as equivalent (0.01: 1 point)")
+    split = raw.get("vary_split", False) if vary_split is None else vary_split
+    if not isinstance(split, bool):
+        raise ConfigError(f"{origin}: vary_split: got {shown(split)}; expected true or false")
+    return float(value), split
 
 
 def _search(raw: Mapping[str, Any], trials: int | None, origin: str
@@ -325,7 +353,7 @@ def _variants(value: Any, origin: str) -> dict[str, dict[str, Any]]:
 
 def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
             variants: dict[str, dict[str, Any]], origin: str,
-            repeats: int = 1) -> Iterable[SweepRun]:
+            repeats: int = 1, vary_split: bool = False) -> Iterable[SweepRun]:
     variant_items: list[tuple[str | None, dict[str, Any]]] = list(variants.items()) or [(None, {})]
     combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*axes.values())]
     short = _short_names(list(axes))
@@ -350,11 +378,11 @@ def _expand(common: dict[str, Any], axes: dict[str, list[Any]],
             run_id = arm if repeats == 1 else f"{arm}-r{repeat}"
             raw = merge(common, overrides_to_dict(overrides))
             raw["name"] = run_id.replace("=", "-")  # Keras model names allow no "="
-            if repeats > 1:  # other weights and batches, the same split
+            if repeats > 1:  # other weights and batches; the same split unless vary_split
                 raw["seed"] = base_seed + repeat
                 data = raw.setdefault("data", {}) or {}
-                split = data.get("split_seed")
-                raw["data"] = {**data, "split_seed": base_seed if split is None else split}
+                split = base_seed if data.get("split_seed") is None else data["split_seed"]
+                raw["data"] = {**data, "split_seed": split + (repeat if vary_split else 0)}
             try:
                 config = config_from_dict(raw, origin)
             except ConfigError as exc:
@@ -390,8 +418,9 @@ def format_overrides(overrides: Mapping[str, Any]) -> str:
 def describe(sweep: Sweep) -> str:
     """The dry-run listing: each run's id and overrides."""
     repeats = (f" ({len(sweep.arms)} arms x {sweep.repeats} repeats, seeds "
-               f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1})"
-               if sweep.repeats > 1 else "")
+               f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1}"
+               f"{', each its own split' if sweep.vary_split else ', one split'}; equivalence "
+               f"margin {sweep.margin:g})" if sweep.repeats > 1 else "")
     size = (f"{sweep.search.trials} trials" if sweep.search and not sweep.runs
             else f"{len(sweep.runs)} runs")
     lines = [f"sweep {sweep.name} ({sweep.origin}): {size}{repeats}"

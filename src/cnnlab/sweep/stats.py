@@ -1,27 +1,38 @@
 """Statistics over a sweep's repeats: one summary row per arm (pure functions, scipy.stats).
 
 For each metric of :data:`SUMMARY_METRICS`: the mean, the sample standard deviation
-(ddof=1) and the 95 % Student-t interval of the mean. The best arm is the best by mean of
-the ``select_by`` metric; every other arm is compared with it by a paired t-test on that
-metric, pairing runs by repeat index (repeat ``i`` of every arm has the same seed and the
-same split, so pairing removes the seed's share of the spread), and the p-values are
-Holm-corrected across the arms. ``tied_with_best`` is true when the corrected p is at
-least 0.05. With one repeat the spread, the interval and the test are left empty: no
-difference can be judged from one run.
+(ddof=1) and the 95 % Student-t interval of the mean, over the arm's runs; a diverged run
+counts at the metric's worst sensible value (:func:`worst_value`), not as missing. The
+best arm is the best by mean of ``select_by`` among the arms with no diverged run (among
+all arms if each has one). Every other arm is compared with it on test accuracy (the
+validation numbers chose the best): Welch's one-sided t-test for "worse", its p-values
+adjusted step-down for the selection of the best by simulation (:func:`worse_than_best`),
+TOST for "equivalent" within ``margin``; else "inconclusive" (:class:`Outcome`).
+``p_better`` estimates the probability that the arm beats the best in a new run, with a
+bootstrap interval. With one repeat the spread, the interval and the tests stay empty.
+Calibration: docs/statistics.md.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats as scipy_stats
+from scipy.optimize import brentq
 
-from cnnlab.runs.layout import METRICS, SUMMARY_METRICS, ranked_status
+from cnnlab.runs.layout import METRICS, SUMMARY_METRICS, Outcome, Status, ranked_status
 
 ALPHA = 0.05
+MARGIN = 0.01  # equivalence margin: one point of accuracy
+POWER = 0.8
+TESTED = "test_accuracy"  # what claims are tested on; validation only selects
+SEED = 0  # of every resampling and simulation, so the same numbers give the same answer
+BOOTSTRAP = 2000
+SIMULATIONS = 10_000
 
 
 def describe(values: Sequence[float]) -> dict[str, float | None]:
@@ -37,15 +48,104 @@ def describe(values: Sequence[float]) -> dict[str, float | None]:
     return {"mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
 
 
-def paired_p(a: dict[int, float], b: dict[int, float]) -> float | None:
-    """Two-sided paired t-test of two arms' values by repeat index; None under 2 pairs."""
-    common = sorted(set(a) & set(b))
-    if len(common) < 2:
-        return None
-    diffs = np.array([a[i] - b[i] for i in common])
-    if np.all(diffs == diffs[0]):  # no spread: equal arms, or a difference without noise
-        return 1.0 if diffs[0] == 0 else 0.0
-    return float(scipy_stats.ttest_rel([a[i] for i in common], [b[i] for i in common]).pvalue)
+def welch(a: Sequence[float], b: Sequence[float]) -> tuple[float, float, float]:
+    """Mean of ``a`` minus mean of ``b``, its standard error and Welch's degrees of
+    freedom (each sample needs 2 values)."""
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if se else 1.0
+    return float(np.mean(a) - np.mean(b)), se, float(df)
+
+
+def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
+    """One-sided Welch p-value that ``a``'s mean exceeds ``b``'s."""
+    diff, se, df = welch(a, b)
+    if se == 0:
+        return 0.0 if diff > 0 else 1.0
+    return float(scipy_stats.t.sf(diff / se, df))
+
+
+def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
+            margin: float, alpha: float = ALPHA) -> str:
+    """``a`` against ``b``: better or worse (Welch's two-sided t-test at ``alpha``), else
+    equivalent (TOST: the difference shown inside +-``margin`` at ``alpha``), else
+    inconclusive. Fewer than 2 values on either side: inconclusive."""
+    if len(a) < 2 or len(b) < 2:
+        return Outcome.INCONCLUSIVE
+    diff, se, df = welch(a, b)
+    diff = diff if higher_is_better else -diff
+    if se == 0:
+        return (Outcome.BETTER if diff > 0 else Outcome.WORSE if diff < 0
+                else Outcome.EQUIVALENT if margin > 0 else Outcome.INCONCLUSIVE)
+    if 2 * scipy_stats.t.sf(abs(diff) / se, df) < alpha:
+        return Outcome.BETTER if diff > 0 else Outcome.WORSE
+    if max(scipy_stats.t.sf((diff + margin) / se, df),
+           scipy_stats.t.sf((margin - diff) / se, df)) < alpha:
+        return Outcome.EQUIVALENT
+    return Outcome.INCONCLUSIVE
+
+
+def p_better(a: Sequence[float], b: Sequence[float], higher_is_better: bool
+             ) -> tuple[float, float, float]:
+    """The probability that a new run of ``a`` beats one of ``b`` (ties count half),
+    over every pair of their values, with a 95 % bootstrap interval (both resampled,
+    :data:`BOOTSTRAP` times, fixed seed). Both need at least one value."""
+    sign = 1.0 if higher_is_better else -1.0
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+    def beats(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        d = sign * (xs[..., :, None] - ys[..., None, :])
+        return (d > 0).mean(axis=(-2, -1)) + 0.5 * (d == 0).mean(axis=(-2, -1))
+
+    rng = np.random.default_rng(SEED)
+    resampled = beats(x[rng.integers(0, len(x), (BOOTSTRAP, len(x)))],
+                      y[rng.integers(0, len(y), (BOOTSTRAP, len(y)))])
+    low, high = np.percentile(resampled, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)])
+    return float(beats(x, y)), float(low), float(high)
+
+
+@functools.lru_cache(maxsize=64)
+def _null_min_p(sizes: tuple[int, ...]) -> np.ndarray:
+    """Sorted smallest one-sided Welch p of "worse than the best by mean" over arms of
+    these sizes, in :data:`SIMULATIONS` simulated sweeps where every arm is equal."""
+    rng = np.random.default_rng(SEED)
+    means = np.empty((SIMULATIONS, len(sizes)))
+    errors = np.empty_like(means)
+    for j, n in enumerate(sizes):
+        draws = rng.normal(size=(SIMULATIONS, n))
+        means[:, j], errors[:, j] = draws.mean(axis=1), draws.var(axis=1, ddof=1) / n
+    size = np.array(sizes, dtype=float)
+    best = np.argmax(means, axis=1)
+    rows = np.arange(SIMULATIONS)
+    mb, eb, nb = means[rows, best][:, None], errors[rows, best][:, None], size[best][:, None]
+    se = np.sqrt(eb + errors)
+    df = se**4 / (eb**2 / (nb - 1) + errors**2 / (size - 1))
+    p = scipy_stats.t.sf((mb - means) / se, df)
+    p[rows, best] = 1.0
+    return np.sort(p.min(axis=1))
+
+
+def worse_than_best(best: Sequence[float], others: Sequence[Sequence[float]],
+                    higher_is_better: bool) -> list[float | None]:
+    """Adjusted p-values of "this arm is worse than ``best``", ``best`` having been chosen
+    as the best by mean: each raw one-sided Welch p is read against the smallest such p
+    in simulated sweeps of equal arms that choose their best the same way, step-down
+    over the arms still in (Holm's scheme with the selection accounted for); None for an
+    arm with fewer than 2 values. Keeps the family-wise error of the "worse" calls at
+    the nominal level when no arm differs."""
+    sign = 1.0 if higher_is_better else -1.0
+    adjusted: list[float | None] = [None] * len(others)
+    if len(best) < 2:
+        return adjusted
+    raw = sorted((p_greater(sign * np.asarray(best), sign * np.asarray(o)), i)
+                 for i, o in enumerate(others) if len(o) >= 2)
+    running = 0.0
+    for rank, (p, i) in enumerate(raw):
+        sizes = tuple(sorted([len(best), *(len(others[j]) for _, j in raw[rank:])]))
+        null = _null_min_p(sizes)
+        running = max(running, float(np.searchsorted(null, p, side="right")) / len(null))
+        adjusted[i] = running
+    return adjusted
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -59,56 +159,120 @@ def holm(pvalues: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def _by_arm(rows: Sequence[dict[str, Any]], metric: str) -> dict[str, dict[int, float]]:
-    """Each arm's finished values of ``metric`` by repeat (diverged and failed runs out)."""
-    found: dict[str, dict[int, float]] = {}
+def detectable_difference(std: float, n: int, alpha: float = ALPHA,
+                          power: float = POWER) -> float | None:
+    """The smallest true difference between two arms of ``n`` runs each, spread ``std``,
+    that Welch's two-sided test at ``alpha`` finds with probability ``power``
+    (noncentral t, equal spreads); None under 2 runs or without spread."""
+    if n < 2 or not std > 0:
+        return None
+    df, se = 2 * n - 2, std * math.sqrt(2 / n)
+    critical = scipy_stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(delta: float) -> float:  # the far tail (a wrong-way call) is negligible
+        return float(scipy_stats.nct.sf(critical, df, delta / se)) - power
+
+    return float(brentq(shortfall, 0.0, 30 * se))
+
+
+def worst_value(metric: str, rows: Sequence[dict[str, Any]], classes: int) -> float | None:
+    """What a diverged run counts as: chance accuracy (1 / ``classes``) for an accuracy,
+    for a loss the larger of a uniform guess's (ln ``classes``) and the worst finite one
+    among ``rows``; None (left out) for the rest, e.g. timings."""
+    if metric.endswith("accuracy"):
+        return 1 / classes
+    if metric.endswith("loss"):
+        seen = [r[metric] for r in rows if _finite(r.get(metric))]
+        return max([math.log(classes), *seen])
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def arm_values(rows: Sequence[dict[str, Any]], metric: str, classes: int
+               ) -> dict[str, list[float]]:
+    """Each arm's values of ``metric`` over its finished runs, a diverged run at
+    :func:`worst_value` (failed and pending runs out)."""
+    worst = worst_value(metric, rows, classes)
+    found: dict[str, list[float]] = {}
     for row in rows:
-        value = row.get(metric)
-        if ranked_status(row.get("status")) and isinstance(
-                value, int | float) and math.isfinite(value):
-            found.setdefault(row["arm"], {})[int(row["repeat"])] = float(value)
+        if row.get("status") == Status.DIVERGED and worst is not None:
+            found.setdefault(row["arm"], []).append(worst)
+        elif ranked_status(row.get("status")) and _finite(row.get(metric)):
+            found.setdefault(row["arm"], []).append(float(row[metric]))
     return found
 
 
 def summarize(rows: Sequence[dict[str, Any]], arms: Sequence[str], params: Sequence[str],
-              select_by: str) -> list[dict[str, Any]]:
-    """One row per arm, in ``arms`` order, with ``rank`` by mean of ``select_by``."""
+              select_by: str, margin: float = MARGIN, classes: int = 10
+              ) -> list[dict[str, Any]]:
+    """One row per arm, in ``arms`` order, with ``rank`` (1 = best) and ``vs_best``."""
     summary = []
     for arm in arms:
         first = next(r for r in rows if r["arm"] == arm)
         row: dict[str, Any] = {"arm": arm, **{p: first.get(p, "") for p in params}}
-        row["n"] = len(_by_arm(rows, select_by).get(arm, {}))
+        row["n"] = len(arm_values(rows, select_by, classes).get(arm, []))
+        row["diverged"] = sum(r["arm"] == arm and r.get("status") == Status.DIVERGED
+                              for r in rows)
         for metric in SUMMARY_METRICS:
-            values = list(_by_arm(rows, metric).get(arm, {}).values())
+            values = arm_values(rows, metric, classes).get(arm, [])
             row.update({f"{metric}_{k}": v for k, v in describe(values).items()})
         summary.append(row)
-    _compare_with_best(summary, rows, select_by)
+    _rank(summary, select_by)
+    tested = tested_metric(rows, select_by)
+    _compare_with_best(summary, arm_values(rows, tested, classes), margin,
+                       METRICS[tested].higher_is_better)
     return summary
 
 
-def _compare_with_best(summary: list[dict[str, Any]], rows: Sequence[dict[str, Any]],
-                       select_by: str) -> None:
-    key = f"{select_by}_mean"
-    sign = 1 if METRICS[select_by].higher_is_better else -1
-    ranked = sorted((r for r in summary if r[key] is not None), key=lambda r: -sign * r[key])
+def tested_metric(rows: Sequence[dict[str, Any]], select_by: str) -> str:
+    """:data:`TESTED` where any run has it (a test set), else ``select_by``."""
+    return TESTED if any(_finite(r.get(TESTED)) for r in rows) else select_by
+
+
+def _rank(summary: list[dict[str, Any]], select_by: str) -> None:
+    """``rank`` by mean of ``select_by``, arms with a diverged run after all others."""
+    key, sign = f"{select_by}_mean", 1 if METRICS[select_by].higher_is_better else -1
+    ranked = sorted((r for r in summary if r[key] is not None),
+                    key=lambda r: (r["diverged"] > 0, -sign * r[key]))
     for row in summary:
-        row.update(rank=None, p_vs_best=None, tied_with_best=None)
+        row["rank"] = None
     for position, row in enumerate(ranked, start=1):
         row["rank"] = position
-    if not ranked:
+
+
+def _compare_with_best(summary: list[dict[str, Any]], values: dict[str, list[float]],
+                       margin: float, higher: bool) -> None:
+    for row in summary:
+        row.update(p_vs_best=None, vs_best=None, p_better=None, p_better_low=None,
+                   p_better_high=None)
+    best = next((r for r in summary if r["rank"] == 1), None)
+    if best is None:
         return
-    values = _by_arm(rows, select_by)
-    best = ranked[0]["arm"]
-    others = ranked[1:]
-    raw = [paired_p(values.get(r["arm"], {}), values.get(best, {})) for r in others]
-    for row, p in zip(others, holm(raw), strict=True):
+    best["vs_best"] = Outcome.BEST
+    others = [r for r in summary if r is not best and values.get(r["arm"])]
+    mine = values.get(best["arm"], [])
+    adjusted = worse_than_best(mine, [values[r["arm"]] for r in others], higher)
+    for row, p in zip(others, adjusted, strict=True):
+        own = values[row["arm"]]
         row["p_vs_best"] = p
-        row["tied_with_best"] = None if p is None else p >= ALPHA
+        row["vs_best"] = (Outcome.DIVERGED if row["diverged"] else
+                          Outcome.WORSE if p is not None and p < ALPHA else
+                          Outcome.EQUIVALENT if compare(own, mine, higher_is_better=higher,
+                                                        margin=margin) == Outcome.EQUIVALENT
+                          else Outcome.INCONCLUSIVE)
+        if len(mine) >= 2 and len(own) >= 2:  # one run says nothing of a new one
+            chance = p_better(own, mine, higher_is_better=higher)
+            row.update(zip(("p_better", "p_better_low", "p_better_high"), chance,
+                           strict=True))
 
 
 def summary_columns(params: Sequence[str]) -> list[str]:
     stats = [f"{m}_{k}" for m in SUMMARY_METRICS for k in ("mean", "std", "ci_low", "ci_high")]
-    return ["arm", *params, "n", *stats, "p_vs_best", "tied_with_best", "rank"]
+    return ["arm", *params, "n", "diverged", *stats, "p_vs_best", "vs_best", "p_better",
+            "p_better_low", "p_better_high", "rank"]
 
 
 def band(curves: Sequence[Sequence[float]]) -> tuple[list[float], list[float], list[float]]:

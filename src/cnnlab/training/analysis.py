@@ -2,29 +2,72 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
+
+PATIENCE = 4  # consecutive epochs the validation loss must stay up
+TOLERANCE = 2.0  # how far up, in units of the validation loss's epoch-to-epoch noise
+SMOOTHING = 3  # epochs in the centred moving average the rule reads
+NOISE_FLOOR = 1e-3  # the smallest noise assumed, relative to the lowest validation loss
+# The detector's calibration (tests/training/test_analysis.py, docs/statistics.md): bounds
+# on how often it fires on a curve that does not over-fit, and finds one that does
+FALSE_ALARM_RATE = 0.05
+DETECTION_RATE = 0.90
+
+
+def loss_noise(val_loss: Sequence[float]) -> float:
+    """The epoch-to-epoch noise (standard deviation) of a validation-loss curve: from the
+    median absolute second difference, which a smooth trend barely moves (white noise of
+    deviation s gives second differences of deviation s * sqrt(6))."""
+    values = np.asarray(val_loss, dtype=float)
+    values = values[np.isfinite(values)]
+    floor = NOISE_FLOOR * float(np.min(np.abs(values))) if len(values) else NOISE_FLOOR
+    if len(values) < 3:
+        return floor
+    second = np.abs(np.diff(values, n=2))
+    return max(1.4826 * float(np.median(second)) / math.sqrt(6), floor)
+
+
+def smoothed(values: Sequence[float], width: int = SMOOTHING) -> list[float]:
+    """Centred moving average (shorter at the ends); NaN where a window holds one."""
+    half = width // 2
+    return [float(np.mean(values[max(0, i - half):i + half + 1])) for i in range(len(values))]
 
 
 def overfitting_onset(train_loss: Sequence[float], val_loss: Sequence[float]) -> int | None:
     """The 1-based epoch where over-fitting starts, or None.
 
-    Over-fitting starts at the epoch where the validation loss reaches its minimum
-    when, after it, the validation loss stays above that minimum at every epoch while
-    the training loss still falls (its last value is below its value at that epoch).
-    A minimum at the last epoch, or a validation loss that returns to the minimum,
-    means no over-fitting is seen. NaN losses count as never below the minimum.
+    The validation loss, smoothed over :data:`SMOOTHING` epochs, must stay above its
+    lowest value so far by more than :data:`TOLERANCE` times the curve's noise
+    (:func:`loss_noise`) for :data:`PATIENCE` consecutive epochs, while the training loss
+    still falls (lower at the last of them than before the first); over-fitting starts at
+    the last epoch before them. A minimum that noise alone moved is not over-fitting:
+    without the tolerance and the persistence, any curve that levels off would count.
+    A NaN loss counts as above the minimum. Calibration: docs/statistics.md.
     """
     values = [float(v) for v in val_loss]
-    finite = [(v, i) for i, v in enumerate(values) if v == v]
-    if len(finite) < 2 or len(train_loss) != len(values):
+    if len(values) < PATIENCE + 1 or len(train_loss) != len(values) or \
+            not any(v == v for v in values):
         return None
-    best, at = min(finite)
-    later = values[at + 1:]
-    if not later or any(v == v and v <= best for v in later):
-        return None
-    if not float(train_loss[-1]) < float(train_loss[at]):
-        return None
-    return at + 1
+    margin = TOLERANCE * loss_noise(values)
+    run, lowest = 0, math.inf
+    for epoch, value in enumerate(smoothed(values)):
+        if value == value and value <= lowest + margin:
+            run, lowest = 0, min(lowest, value)
+            continue
+        run += 1 if lowest < math.inf else 0
+        if run >= PATIENCE and float(train_loss[epoch]) < float(train_loss[epoch - run]):
+            return epoch - run + 1
+    return None
+
+
+def overfitting_rise(val_loss: Sequence[float]) -> float | None:
+    """How far the validation loss ends above its lowest value (0 when it ends there): the
+    per-run amount of over-fitting that arms are compared on; None without finite values."""
+    values = [float(v) for v in val_loss if v == v]
+    return values[-1] - min(values) if values and val_loss[-1] == val_loss[-1] else None
 
 
 def best_epoch(val_accuracy: Sequence[float]) -> int:
