@@ -84,13 +84,13 @@ def test_metrics_row_reads_metrics_json_rounded(tmp_path: Path) -> None:
     run_dir = write_metrics(
         tmp_path / "run", status="early_stopped", best_val_accuracy=0.123456789, best_epoch=3,
         test_accuracy=0.5, final_train_loss=1.00000049, final_val_loss=2.25,
-        overfit_epoch=None, ms_per_step=12.34567, s_per_epoch=0.98765, trainable_params=1234,
-        test_loss=9.9, epochs_run=4)
+        overfit_epoch=None, overfit_rise=0.0123456789, ms_per_step=12.34567,
+        s_per_epoch=0.98765, trainable_params=1234, test_loss=9.9, epochs_run=4)
     found = metrics_row(run_dir)
     assert list(found) == METRIC_COLUMNS  # only the results columns, in their order
     assert found == {"best_val_accuracy": 0.123457, "best_epoch": 3, "test_accuracy": 0.5,
                      "final_train_loss": 1.0, "final_val_loss": 2.25, "overfit_epoch": "",
-                     "ms_per_step": 12.346, "s_per_epoch": 0.988, "trainable_params": 1234,
+                     "overfit_rise": 0.012346, "ms_per_step": 12.346, "s_per_epoch": 0.988, "trainable_params": 1234,
                      "status": "early_stopped"}
 
 
