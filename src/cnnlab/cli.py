@@ -166,6 +166,36 @@ class JobsType(click.ParamType):
 
 
 JOBS = JobsType()
+
+
+class RepeatsType(click.ParamType):
+    """``--repeats``: a positive number of seeds per arm, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{value!r}: give a number of seeds per arm (1, 2, ...) or auto", param, ctx)
+
+
+REPEATS = RepeatsType()
+SEED_OPTIONS = (
+    click.option("--min-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+                 help="With --repeats auto: seeds every arm starts with (default 3)."),
+    click.option("--max-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+                 help="With --repeats auto: seeds an undecided arm gets at most (default 10)."),
+)
+
+
+def seed_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SEED_OPTIONS):
+        command = option(command)
+    return command
 TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
 
 
@@ -311,9 +341,14 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
-@click.option("--repeats", type=int, default=None, metavar="N",
-              help="Train each arm N times (seeds s..s+N-1, the same split); default: the "
-                   "sweep file's repeats, else 1.")
+@click.option("--repeats", type=REPEATS, default=None, metavar="N|auto",
+              help="Train each arm N times (seeds s..s+N-1, the same split); auto: "
+                   "3 seeds each, then one more per round for each arm still undecided "
+                   "(see docs/statistics.md); default: the sweep file's repeats, else 1.")
+@seed_options
+@click.option("--budget", default=None, metavar="DURATION",
+              help="With --repeats auto: start no round of seeds that would take the sweep "
+                   "past this time (e.g. 30m, 1h30m); what is open then is reported open.")
 @click.option("--trials", type=int, default=None, metavar="N",
               help="A search (search: in the sweep file): trials in all, instead of the "
                    "file's search.trials; the same --out with more trials continues it.")
@@ -334,7 +369,8 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | None, trials: int | None,
+                  repeats: int | str | None, min_repeats: int | None,
+                  max_repeats: int | None, budget: str | None, trials: int | None,
                   backend: str, address: str | None, cpus_per_run: float,
                   gpus_per_run: float, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
@@ -342,9 +378,13 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
-    from cnnlab.sweep.spec import describe, load_sweep
+    from cnnlab.sweep.spec import describe, load_sweep, parse_duration
 
-    spec = load_sweep(sweep, overrides, repeats, trials)
+    budget_s = None if budget is None else parse_duration(budget)
+    spec = load_sweep(sweep, overrides, repeats, trials, (min_repeats, max_repeats))
+    if budget_s is not None and not spec.adaptive:
+        raise ConfigError("--budget: only with --repeats auto (or repeats: auto in the sweep "
+                          "file); a fixed number of repeats runs every seed")
     if dry_run:
         click.echo(describe(spec))
         return
@@ -362,7 +402,8 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
         options = RayOptions(address, cpus_per_run, gpus_per_run)
     from cnnlab.sweep.run import run_sweep
 
-    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)
+    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs,
+              budget_s=budget_s)
 
 
 @main.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 from cnnlab.config.schema import Config, config_from_dict
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, storage
-from cnnlab.sweep import executors, findings, hparams, results
+from cnnlab.sweep import executors, findings, hparams, results, seeds, sequential
 from cnnlab.sweep import figures as sweep_plots
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.ray import RayExecutor, RayOptions
@@ -39,27 +39,29 @@ __all__ = ["BACKENDS", "Sweep", "SweepRun", "builtin_sweeps", "describe", "finis
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
               outputs_root: str | Path = "outputs", backend: str = "local",
-              backend_options: RayOptions | None = None, jobs: int | str = 1) -> Path:
+              backend_options: RayOptions | None = None, jobs: int | str = 1,
+              budget_s: float | None = None) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
     are; partial folders (a killed or failed run) are cleared and the run is redone.
     ``jobs`` (local backend): runs trained at once, a number or ``auto``
-    (:func:`cnnlab.sweep.executors.jobs_for`).
+    (:func:`cnnlab.sweep.executors.jobs_for`). ``budget_s``: with adaptive seeds, no
+    round starts that would take the sweep past it (:mod:`cnnlab.sweep.seeds`).
     """
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
         r.config for r in sweep.runs]
     at_once, cores = executors.jobs_for(jobs, configs) if backend == "local" else (1, None)
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
-        source = (search.Trials(sweep, sweep_dir, log) if asks
-                  else sweep_runner.Plan(sweep, sweep_dir))
+        source = _source(sweep, sweep_dir, log, budget_s, at_once)
         done = sum(storage.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
         log(f"sweep {sweep.name}: {source.total} {'trials' if asks else 'runs'} -> "
             f"{sweep_dir}" + (f" (resuming: {done} finished earlier, kept)" if done else ""))
         if jobs != 1:
             log(executors.describe_jobs(jobs, at_once, cores, configs))
-        executor = _executor(source, backend, backend_options, at_once, cores, log,
+        todo = [] if asks else sweep_runner.pending(sweep, sweep_dir)
+        executor = _executor(todo, backend, backend_options, at_once, cores, log,
                              configs[0] if asks else None)
         try:
             sweep_runner.run(sweep, sweep_dir, executor, log, source)
@@ -67,20 +69,45 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
             executor.close(cancel=True)
             raise
         executor.close()
-        finish(source.sweep, sweep_dir, log)
+        finish(source.sweep, sweep_dir, log, _final(source))
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
 
 
-def _executor(source: sweep_runner.Source, backend: str, options: RayOptions | None,
+def _source(sweep: Sweep, sweep_dir: Path, log: Log, budget_s: float | None, slots: int
+            ) -> sweep_runner.Source:
+    """Where the runs come from: a search's trials, adaptive seeds, or the fixed plan."""
+    if sweep.search is not None and not sweep.runs:
+        return search.Trials(sweep, sweep_dir, log)
+    if sweep.adaptive:
+        return seeds.Seeds(sweep, sweep_dir, log, budget_s, slots)
+    return sweep_runner.Plan(sweep, sweep_dir)
+
+
+def _final(source: sweep_runner.Source) -> sequential.State | None:
+    """How the race of adaptive seeds ended (open arms: stopped by the budget)."""
+    if not isinstance(source, seeds.Seeds):
+        return None
+    return source.state.stop_open(sequential.BUDGET) if source.budget_hit else source.state
+
+
+def _executor(todo: list[SweepRun], backend: str, options: RayOptions | None,
               at_once: int, cores: int | None, log: Log, unplanned: Config | None
               ) -> sweep_runner.Executor:
-    todo = list(source.queue) if isinstance(source, sweep_runner.Plan) else []
+    """``todo``: the runs that may come (all of them, with adaptive seeds)."""
     if backend == "ray":
         return RayExecutor(todo, options or RayOptions(), log,
                            configs=[unplanned] if unplanned else None)
     return executors.local(todo, at_once, cores, log=log, unplanned=unplanned)
+
+
+def _race_columns(race: sequential.State | None) -> dict[str, dict[str, object]] | None:
+    """summary.csv's columns of adaptive seeds, by arm."""
+    if race is None:
+        return None
+    return {name: {"seeds": arm.seeds, "outcome": arm.outcome, "stopped": arm.stopped or ""}
+            for name, arm in race.arms.items()}
 
 
 def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = print) -> None:
@@ -100,13 +127,18 @@ def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = prin
     report.try_write_report(sweep_dir, log)
 
 
-def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
+def finish(sweep: Sweep, sweep_dir: Path, log: Log = print,
+           race: sequential.State | None = None) -> None:
     """From the run folders: results.csv, summary.csv, findings.md, the console table,
-    best_config.yaml, the plots, report.html and the HParams of every finished run."""
+    best_config.yaml, the plots, report.html and the HParams of every finished run.
+    ``race``: how adaptive seeds ended (default: replayed from the runs on disk)."""
+    if sweep.adaptive and race is None:
+        race = seeds.progress(sweep, sweep_dir)
     rows = results.write_sweep_results(sweep, sweep_dir)
-    summary = results.write_summary(sweep, sweep_dir, rows)
+    summary = results.write_summary(sweep, sweep_dir, rows, _race_columns(race))
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
-        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by))
+        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by,
+        sweep.adaptive.max_repeats if sweep.adaptive else None))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
         results.format_summary_table(summary, sweep.params, sweep.select_by))
