@@ -86,10 +86,8 @@ def _source(sweep: Sweep, sweep_dir: Path, log: Log, budget_s: float | None, slo
 
 
 def _final(source: sweep_runner.Source) -> sequential.State | None:
-    """How the race of adaptive seeds ended (open arms: stopped by the budget)."""
-    if not isinstance(source, seeds.Seeds):
-        return None
-    return source.state.stop_open(sequential.BUDGET) if source.budget_hit else source.state
+    """How the race of adaptive seeds ended."""
+    return source.state if isinstance(source, seeds.Seeds) else None
 
 
 def _executor(todo: list[SweepRun], backend: str, options: RayOptions | None,

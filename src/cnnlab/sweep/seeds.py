@@ -103,15 +103,21 @@ class Seeds:
 
     def _next_round(self) -> None:
         """Look at the ended runs; queue the seeds the open arms get next."""
-        self.state = progress(self.base, self.sweep_dir, self.failed)
+        found = ended(self.base, self.sweep_dir, self.failed)
+        self.state = sequential.replay(found, self.base.adaptive,
+                                       METRICS[self.base.select_by].higher_is_better)
         self.sweep = so_far(self.base, self.state)
         todo = [r for r in self.sweep.runs if r.id not in self.failed
                 and not storage.is_finished(self.sweep_dir / r.id)]
         if self.state.done or not todo:
             return
+        if self.state.round > 0 and not self._affordable(len(todo)):
+            self.budget_hit = True
+            self.state = self.state.stop_open(sequential.BUDGET,
+                                              {arm: len(runs) for arm, runs in found.items()})
+            self.sweep = so_far(self.base, self.state)
+            return
         if self.state.round > 0:
-            if not self._affordable(len(todo)):
-                return
             self._announce(todo)
         self.queue.extend(todo)
 
@@ -123,7 +129,6 @@ class Seeds:
         needed = math.ceil(runs / max(1, self.slots)) * mean
         if self.spent_s() + needed <= self.budget_s:
             return True
-        self.budget_hit = True
         self.log(f"seeds: the next round ({runs} runs, about {needed:.0f} s) would pass the "
                  f"budget ({self.spent_s():.0f} of {self.budget_s:.0f} s spent); what is "
                  "still open is reported as open")

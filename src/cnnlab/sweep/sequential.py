@@ -127,9 +127,9 @@ class State:
     def runs(self) -> int:
         return sum(arm.seeds for arm in self.arms.values())
 
-    def stop_open(self, reason: str) -> State:
-        """Every open arm stopped for ``reason`` (the budget), as it stands."""
-        return State({name: arm if arm.stopped else Arm(arm.outcome, arm.seeds, reason)
+    def stop_open(self, reason: str, seeds: Mapping[str, int]) -> State:
+        """Every open arm stopped for ``reason`` (the budget) with the ``seeds`` it got."""
+        return State({name: arm if arm.stopped else Arm(arm.outcome, seeds[name], reason)
                       for name, arm in self.arms.items()}, self.round)
 
 
