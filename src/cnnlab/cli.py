@@ -178,7 +178,7 @@ class RepeatsType(click.ParamType):
         text = str(value).strip().lower()
         if text == "auto":
             return "auto"
-        if text.isdigit() and int(text) >= 1:
+        if text.lstrip("-").isdigit():  # a number out of range: the sweep's one-line error
             return int(text)
         self.fail(f"{value!r}: give a number of seeds per arm (1, 2, ...) or auto", param, ctx)
 
@@ -407,8 +407,13 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
 
 @main.command()
-@click.option("--repeats", type=int, default=3, show_default=True, metavar="N",
-              help="Seeds per arm of every study (s..s+N-1, the same split).")
+@click.option("--repeats", type=REPEATS, default="auto", show_default=True, metavar="N|auto",
+              help="Seeds per arm of every study (s..s+N-1, the same split); auto: 3 each, "
+                   "then one more per round for each arm still undecided, up to 10.")
+@seed_options
+@click.option("--budget", default=None, metavar="DURATION",
+              help="With --repeats auto: no round of extra seeds starts that would take the "
+                   "study past this time, shared out among its sweeps (default 30m).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key in every run (repeatable), e.g. for a quick pass: "
                    "--set train.epochs=5 --set data.train_size=2000")
@@ -420,7 +425,8 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 @click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
               metavar="N|auto", help="Runs trained at once, as for cnnlab sweep.")
 @reports_errors
-def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run: bool,
+def reproduce(repeats: int | str, min_repeats: int | None, max_repeats: int | None,
+              budget: str | None, overrides: tuple[str, ...], out: str | None, dry_run: bool,
               jobs: int | str) -> None:
     """Run the whole reference study (every section of the report) and write one report
     page with a verdict on each of its claims.
@@ -428,8 +434,13 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
     Example: cnnlab reproduce --repeats 2 --set train.epochs=5 --out outputs/study
     """
     from cnnlab.reproduce import study
+    from cnnlab.sweep.spec import parse_duration
 
-    plan = study.plan(overrides, repeats)
+    if budget is not None and repeats != "auto":
+        raise ConfigError("--budget: only with --repeats auto; a fixed number of repeats "
+                          "runs every seed")
+    budget_s = parse_duration(budget or study.DEFAULT_BUDGET)
+    plan = study.plan(overrides, repeats, (min_repeats, max_repeats), budget_s)
     if dry_run:
         study.dry_run(plan, log=click.echo)
         return

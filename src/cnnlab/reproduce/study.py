@@ -7,10 +7,15 @@ figure, the reference models' layer tables, activation maps, the verdict on each
 report's claims (:mod:`cnnlab.reproduce.verdicts`), one ``findings.md`` and one ``report.html``
 laid out like the report (:mod:`cnnlab.reproduce.page`). Each sweep lives in its own
 folder under the study's folder and resumes like any sweep.
+
+By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
+3 per arm, then one more per round for each arm still undecided, up to 10, within a
+budget shared out among the sweeps by their minimum runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -35,50 +40,82 @@ STUDY_SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization")
 BEST_MODEL = {"name": "best-model", "base": "best", "variants": {"best": {}},
               "description": "the report's best model (grid-search winner), trained alone"}
 PLAN_FILE = "reproduce.yaml"
+DEFAULT_BUDGET = "30m"  # the 15 min the throughput work aims at for 3 seeds, and as much again
 
 
 @dataclass(frozen=True)
 class Study:
     sweeps: tuple[Sweep, ...]
     overrides: tuple[str, ...]
-    repeats: int
+    repeats: int | str  # a number, or auto
+    budget_s: float | None = None  # with auto: for the whole study
 
     def sweep(self, name: str) -> Sweep:
         return next(s for s in self.sweeps if s.name == name)
 
     def record(self) -> dict[str, Any]:
-        return {"repeats": self.repeats, "set": list(self.overrides),
+        design = self.sweeps[0].adaptive
+        return {"repeats": self.repeats, **({"min_repeats": design.min_repeats,
+                                             "max_repeats": design.max_repeats} if design else {}),
+                "set": list(self.overrides),
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
+    def budget_of(self, sweep: Sweep) -> float | None:
+        """A sweep's share of the study's budget, by its minimum runs."""
+        if self.budget_s is None:
+            return None
+        return self.budget_s * len(minimum_runs(sweep)) / sum(
+            len(minimum_runs(s)) for s in self.sweeps)
 
-def plan(overrides: Iterable[str] = (), repeats: int = 3) -> Study:
-    """Every sweep of the study, validated, with ``--set`` and ``repeats`` applied."""
+
+def minimum_runs(sweep: Sweep) -> list[Any]:
+    """The runs a sweep trains at least (with adaptive seeds: the minimum of each arm)."""
+    low = sweep.adaptive.min_repeats if sweep.adaptive else sweep.repeats
+    return [r for r in sweep.runs if r.repeat < low]
+
+
+def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
+         seeds: tuple[int | None, int | None] = (None, None),
+         budget_s: float | None = None) -> Study:
+    """Every sweep of the study, validated, with ``--set`` and ``repeats`` applied;
+    ``seeds`` and ``budget_s``: the minimum and maximum and the budget of ``auto``."""
     overrides = tuple(overrides)
-    sweeps = [load_sweep(name, overrides, repeats) for name in STUDY_SWEEPS]
+    sweeps = [load_sweep(name, overrides, repeats, seeds=seeds) for name in STUDY_SWEEPS]
     sweeps.append(sweep_from_dict(BEST_MODEL, "best-model", overrides=overrides,
-                                  repeats=repeats))
-    return Study(tuple(sweeps), overrides, repeats)
+                                  repeats=repeats, seeds=seeds))
+    return Study(tuple(sweeps), overrides, repeats, budget_s if sweeps[0].adaptive else None)
 
 
 def dry_run(study: Study, log: Log = print) -> None:
     """List every run and estimate the total time from this machine's measured speed."""
     for sweep in study.sweeps:
         log(describe(sweep))
-    total = sum(len(s.runs) for s in study.sweeps)
-    seconds = estimate_seconds(study, log)
-    log(f"\n{total} runs in {len(study.sweeps)} sweeps; estimated time on this machine: "
-        f"about {sweep_runner.format_duration(seconds)} (measured step times, plus "
-        f"{RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)")
+    most = [r.config for s in study.sweeps for r in s.runs]
+    least = [r.config for s in study.sweeps for r in minimum_runs(s)]
+    step_s = measure_steps(most)
+    log("")
+    for runs, which in ((least, "at least"), (most, "at most")) if len(least) < len(most) \
+            else ((most, "in all"),):
+        log(f"{len(runs)} runs {which} in {len(study.sweeps)} sweeps; estimated time on "
+            f"this machine: about {sweep_runner.format_duration(estimate_seconds(runs, step_s))}"
+            f" (measured step times, plus {RUN_OVERHEAD_S:.0f} s per run for evaluation, "
+            "plots and pages)")
+    if study.budget_s is not None:
+        log(f"budget: {sweep_runner.format_duration(study.budget_s)}; no round of extra "
+            "seeds starts that would pass it")
 
 
 RUN_OVERHEAD_S = 3.0
 
 
-def estimate_seconds(study: Study, log: Log = print) -> float:
+def measure_steps(planned: list[Any]) -> dict[int, float]:
+    """The step time measured here for each batch size of the runs."""
+    return {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
+
+
+def estimate_seconds(planned: list[Any], step_s: dict[int, float]) -> float:
     """Steps of every run times the step time measured here for its batch size (the best
     model, a short timed fit per batch size), plus a fixed cost per run."""
-    planned = [r.config for s in study.sweeps for r in s.runs]
-    step_s = {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
     total = 0.0
     for config in planned:
         train = config.data.train_size or 45_000
@@ -118,7 +155,8 @@ def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path)
             raise RunError(f"--out {path}: not empty and not a reproduce folder (no "
                            f"{PLAN_FILE}); choose a new folder")
         if yaml.safe_load(record.read_text(encoding="utf-8")) != study.record():
-            raise RunError(f"--out {path}: holds a study with other --repeats or --set; "
+            raise RunError(f"--out {path}: holds a study with other --repeats, --min-repeats, "
+                           "--max-repeats or --set; "
                            "use the same options, or a new --out folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -134,7 +172,8 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
     storage.write_atomic(root / PLAN_FILE, yaml.safe_dump(study.record(), sort_keys=False))
     for number, sweep in enumerate(study.sweeps, start=1):
         log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
-        sweeps.run_sweep(sweep, root / sweep.name, log=log, jobs=jobs)
+        sweeps.run_sweep(sweep, root / sweep.name, log=log, jobs=jobs,
+                         budget_s=study.budget_of(sweep))
     finish(study, root, log)
     return root
 
@@ -210,31 +249,42 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 
 
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
-    """The verdict on each claim of the report that the study's numbers can test."""
+    """The verdict on each claim of the report that the study's numbers can test, with
+    the seeds its sweep's arms took."""
     batch, depth = _summary(root, "batch-size"), _summary(root, "depth")
     grid = _summary(root, "grid")
     regularization = _rows(root / "regularization" / layout.RESULTS_FILE)
-    found = [verdicts.rises_then_falls(batch), verdicts.step_and_epoch_time(batch),
-             verdicts.arm_is_best(depth, lambda r: r["model.filters"] == "[8, 16, 32]", "6",
-                                  "Three conv blocks do best"),
-             verdicts.arm_is_best(grid, lambda r: r["model.filters"] == "[8, 16, 32]"
-                                  and r["model.dense"] == "[64]"
-                                  and float(r["train.learning_rate"]) == 0.001, "6",
-                                  "The grid search picks the report's best model"),
-             verdicts.overfitting_seen(regularization, "none", True, "7",
-                                       "The best model over-fits (validation loss rises)"),
-             verdicts.overfitting_seen(regularization, "l2", False, "7",
-                                       "L2 regularization prevents over-fitting", "none"),
-             verdicts.overfitting_seen(regularization, "dropout", False, "7",
-                                       "Dropout prevents over-fitting", "none"),
-             verdicts.overfitting_seen(regularization, "batch_norm", True, "7",
-                                       "Batch norm does not fully prevent over-fitting",
-                                       "none")]
+    found = [("batch-size", verdicts.rises_then_falls(batch)),
+             ("batch-size", verdicts.step_and_epoch_time(batch)),
+             ("depth", verdicts.arm_is_best(
+                 depth, lambda r: r["model.filters"] == "[8, 16, 32]", "6",
+                 "Three conv blocks do best")),
+             ("grid", verdicts.arm_is_best(
+                 grid, lambda r: r["model.filters"] == "[8, 16, 32]"
+                 and r["model.dense"] == "[64]" and float(r["train.learning_rate"]) == 0.001,
+                 "6", "The grid search picks the report's best model"))]
+    found += [("regularization", verdicts.overfitting_seen(regularization, *args)) for args in (
+        ("none", True, "7", "The best model over-fits (validation loss rises)"),
+        ("l2", False, "7", "L2 regularization prevents over-fitting", "none"),
+        ("dropout", False, "7", "Dropout prevents over-fitting", "none"),
+        ("batch_norm", True, "7", "Batch norm does not fully prevent over-fitting", "none"))]
     recalls = _recalls(root / "best-model")
     if recalls:
-        found += [verdicts.best_recognised(recalls, "horse"),
-                  verdicts.most_confused(recalls, ("bird", "cat", "dog"))]
-    return found
+        found += [("best-model", verdicts.best_recognised(recalls, "horse")),
+                  ("best-model", verdicts.most_confused(recalls, ("bird", "cat", "dog")))]
+    return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in found]
+
+
+def seeds_used(root: Path, name: str) -> str:
+    """The seeds the arms of sweep ``name`` took: ``3-7 per arm, 31 runs``."""
+    summary = _summary(root, name)
+    counts = [int(r.get("seeds") or r["n"]) for r in summary]
+    if not counts:
+        return ""
+    spread = str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+    stopped = sorted({r["stopped"] for r in summary if r.get("stopped")})
+    return (f"{spread} per arm, {sum(counts)} runs"
+            + (f" (stopped: {', '.join(stopped)})" if stopped else ""))
 
 
 def _recalls(sweep_dir: Path) -> dict[str, float]:
@@ -244,13 +294,20 @@ def _recalls(sweep_dir: Path) -> dict[str, float]:
     return verdicts.class_recalls(per_class) if per_class else {}
 
 
+def _repeats_text(study: Study) -> str:
+    design = study.sweeps[0].adaptive
+    if design is None:
+        return f"{study.repeats} repeats"
+    return f"adaptive seeds, {design.min_repeats} to {design.max_repeats}"
+
+
 def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> str:
     """findings.md of the study: the verdicts, then each sweep's own findings."""
-    lines = [f"# Findings: the reference study reproduced ({study.repeats} repeats per arm"
+    lines = [f"# Findings: the reference study reproduced ({_repeats_text(study)} per arm"
              + (f"; --set {' '.join(study.overrides)}" if study.overrides else "") + ")", "",
              "## The report's claims", ""]
-    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- {v.evidence}."
-              for v in judged]
+    lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- {v.evidence}"
+              + (f"; seeds: {v.seeds}" if v.seeds else "") + "." for v in judged]
     for sweep in study.sweeps:
         path = root / sweep.name / layout.FINDINGS_FILE
         if path.exists():

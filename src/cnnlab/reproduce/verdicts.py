@@ -22,6 +22,7 @@ class Verdict:
     claim: str
     verdict: str
     evidence: str
+    seeds: str = ""  # the seeds the claim's arms took
 
 
 def _best(summary: Sequence[dict[str, Any]]) -> dict[str, Any]:
