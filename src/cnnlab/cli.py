@@ -387,6 +387,11 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
                           "file); a fixed number of repeats runs every seed")
     if dry_run:
         click.echo(describe(spec))
+        if spec.adaptive:  # the time of the fewest and of the most runs
+            from cnnlab.reproduce.study import estimate_lines, minimum_runs
+
+            click.echo("\n".join(estimate_lines([minimum_runs(spec)], [list(spec.runs)],
+                                                 "in this sweep")))
         return
     options = None
     if backend == "ray":

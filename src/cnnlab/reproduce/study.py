@@ -90,22 +90,31 @@ def dry_run(study: Study, log: Log = print) -> None:
     """List every run and estimate the total time from this machine's measured speed."""
     for sweep in study.sweeps:
         log(describe(sweep))
-    most = [r.config for s in study.sweeps for r in s.runs]
-    least = [r.config for s in study.sweeps for r in minimum_runs(s)]
-    step_s = measure_steps(most)
-    log("")
-    for runs, which in ((least, "at least"), (most, "at most")) if len(least) < len(most) \
-            else ((most, "in all"),):
-        log(f"{len(runs)} runs {which} in {len(study.sweeps)} sweeps; estimated time on "
-            f"this machine: about {sweep_runner.format_duration(estimate_seconds(runs, step_s))}"
-            f" (measured step times, plus {RUN_OVERHEAD_S:.0f} s per run for evaluation, "
-            "plots and pages)")
+    for line in estimate_lines([minimum_runs(s) for s in study.sweeps],
+                               [list(s.runs) for s in study.sweeps],
+                               f"in {len(study.sweeps)} sweeps"):
+        log(line)
     if study.budget_s is not None:
         log(f"budget: {sweep_runner.format_duration(study.budget_s)}; no round of extra "
             "seeds starts that would pass it")
 
 
 RUN_OVERHEAD_S = 3.0
+
+
+def estimate_lines(least: list[list[Any]], most: list[list[Any]], where: str) -> list[str]:
+    """The runs at least and at most (sweep runs, by sweep) and the time estimated here
+    for each; one line when they are the same."""
+    least = [r.config for runs in least for r in runs]
+    most = [r.config for runs in most for r in runs]
+    step_s = measure_steps(most)
+    counts = ((least, "at least"), (most, "at most")) if len(least) < len(most) \
+        else ((most, "in all"),)
+    return [""] + [
+        f"{len(runs)} runs {which} {where}; estimated time on this machine: about "
+        f"{sweep_runner.format_duration(estimate_seconds(runs, step_s))} (measured step "
+        f"times, plus {RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)"
+        for runs, which in counts]
 
 
 def measure_steps(planned: list[Any]) -> dict[int, float]:
