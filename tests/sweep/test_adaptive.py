@@ -16,6 +16,10 @@ import pytest
 import yaml
 from helpers import one_line_error, user_env
 
+from cnnlab.errors import ConfigError
+from cnnlab.sweep.sequential import Design
+from cnnlab.sweep.spec import sweep_from_dict
+
 
 def write_sweep(folder: Path, sample_archive: Path, cache_dir: Path) -> Path:
     """Three arms of the best model: learning rate 0.003 and 0.0031 (a close pair) and
@@ -118,3 +122,21 @@ def test_seed_options_that_cannot_be_used_are_refused(tmp_path: Path, args: list
     assert out.returncode == 2, out.stdout + out.stderr
     assert fragment in one_line_error(out.stderr)
     assert not (tmp_path / "s").exists()
+
+
+def test_repeats_auto_in_a_sweep_file_plans_the_most_runs() -> None:
+    raw = {"name": "lr", "base": "baseline", "repeats": "auto",
+           "axes": {"train.learning_rate": [0.001, 0.01]}}
+    sweep = sweep_from_dict(raw, seeds=(2, 4))
+    assert sweep.adaptive == Design(min_repeats=2, max_repeats=4) and sweep.repeats == 4
+    assert [r.id for r in sweep.runs][:4] == [f"001-learning_rate=0.001-r{i}" for i in range(4)]
+    assert [r.config.seed for r in sweep.runs[:4]] == [0, 1, 2, 3]
+    assert {r.config.data.split_seed for r in sweep.runs} == {0}
+    record = sweep.record()
+    assert (record["repeats"], record["min_repeats"], record["max_repeats"]) == ("auto", 2, 4)
+    assert sweep_from_dict({**raw, "repeats": 3}).adaptive is None
+    search = {"name": "s", "base": "baseline", "repeats": "auto",
+              "search": {"strategy": "tpe", "trials": 4},
+              "space": {"train.learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}}}
+    with pytest.raises(ConfigError, match="repeats auto with strategy tpe"):
+        sweep_from_dict(search)
