@@ -21,7 +21,7 @@ import click
 
 from cnnlab import __version__
 from cnnlab.config.files import load_config, reference
-from cnnlab.errors import CnnlabError, Interrupted
+from cnnlab.errors import CnnlabError, ConfigError, Interrupted
 from cnnlab.runs.layout import Status
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
@@ -208,6 +208,36 @@ class JobsType(click.ParamType):
 
 
 JOBS = JobsType()
+
+
+class RepeatsType(click.ParamType):
+    """``--repeats``: a positive number of seeds per arm, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.lstrip("-").isdigit():  # a number out of range: the sweep's one-line error
+            return int(text)
+        self.fail(f"{value!r}: give a number of seeds per arm (1, 2, ...) or auto", param, ctx)
+
+
+REPEATS = RepeatsType()
+SEED_OPTIONS = (
+    click.option("--min-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+                 help="With --repeats auto: seeds every arm starts with (default 3)."),
+    click.option("--max-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+                 help="With --repeats auto: seeds an undecided arm gets at most (default 10)."),
+)
+
+
+def seed_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(SEED_OPTIONS):
+        command = option(command)
+    return command
 TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
 
 
@@ -353,9 +383,14 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
-@click.option("--repeats", type=int, default=None, metavar="N",
-              help="Train each arm N times (seeds s..s+N-1, the same split); default: the "
-                   "sweep file's repeats, else 1.")
+@click.option("--repeats", type=REPEATS, default=None, metavar="N|auto",
+              help="Train each arm N times (seeds s..s+N-1, the same split); auto: "
+                   "3 seeds each, then one more per round for each arm still undecided "
+                   "(see docs/statistics.md); default: the sweep file's repeats, else 1.")
+@seed_options
+@click.option("--budget", default=None, metavar="DURATION",
+              help="With --repeats auto: start no round of seeds that would take the sweep "
+                   "past this time (e.g. 30m, 1h30m); what is open then is reported open.")
 @click.option("--trials", type=int, default=None, metavar="N",
               help="A search (search: in the sweep file): trials in all, instead of the "
                    "file's search.trials; the same --out with more trials continues it.")
@@ -382,19 +417,31 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | None, trials: int | None, margin: float | None,
-                  vary_split: bool | None, backend: str, address: str | None, cpus_per_run: float,
+                  repeats: int | str | None, min_repeats: int | None,
+                  max_repeats: int | None, budget: str | None, trials: int | None,
+                  margin: float | None, vary_split: bool | None,
+                  backend: str, address: str | None, cpus_per_run: float,
                   gpus_per_run: float, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
     regularization, grid, search).
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
-    from cnnlab.sweep.spec import describe, load_sweep
+    from cnnlab.sweep.spec import describe, load_sweep, parse_duration
 
-    spec = load_sweep(sweep, overrides, repeats, trials, margin, vary_split)
+    budget_s = None if budget is None else parse_duration(budget)
+    spec = load_sweep(sweep, overrides, repeats, trials, margin, vary_split,
+                      (min_repeats, max_repeats))
+    if budget_s is not None and not spec.adaptive:
+        raise ConfigError("--budget: only with --repeats auto (or repeats: auto in the sweep "
+                          "file); a fixed number of repeats runs every seed")
     if dry_run:
         click.echo(describe(spec))
+        if spec.adaptive:  # the time of the fewest and of the most runs
+            from cnnlab.reproduce.study import estimate_lines, minimum_runs
+
+            click.echo("\n".join(estimate_lines([minimum_runs(spec)], [list(spec.runs)],
+                                                 "in this sweep")))
         return
     from cnnlab.reproduce.table1 import write_table1
     from cnnlab.sweep.executors import local_options
@@ -404,7 +451,8 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     given = _given_on_command_line("jobs", "address", "cpus_per_run", "gpus_per_run")
     options = (ray_options(address, cpus_per_run, gpus_per_run, "--jobs" in given)
                if backend == "ray" else local_options(jobs, [g for g in given if g != "--jobs"]))
-    run_sweep(spec, out, log=click.echo, backend=options, extra=write_table1)
+    run_sweep(spec, out, log=click.echo, backend=options, extra=write_table1,
+              budget_s=budget_s)
 
 
 def _given_on_command_line(*names: str) -> list[str]:
@@ -415,8 +463,13 @@ def _given_on_command_line(*names: str) -> list[str]:
 
 
 @main.command()
-@click.option("--repeats", type=int, default=3, show_default=True, metavar="N",
-              help="Seeds per arm of every study (s..s+N-1, each with its own split).")
+@click.option("--repeats", type=REPEATS, default="auto", show_default=True, metavar="N|auto",
+              help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: 3 "
+                   "each, then one more per round for each arm still undecided, up to 10.")
+@seed_options
+@click.option("--budget", default=None, metavar="DURATION",
+              help="With --repeats auto: no round of extra seeds starts that would take the "
+                   "study past this time, shared out among its sweeps (default 30m).")
 @click.option("--margin", type=float, default=None, metavar="X",
               help="Equivalence margin of the comparisons (accuracy; default 0.01).")
 @click.option("--same-split", is_flag=True,
@@ -433,7 +486,8 @@ def _given_on_command_line(*names: str) -> list[str]:
 @click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
               metavar="N|auto", help="Runs trained at once, as for cnnlab sweep.")
 @reports_errors
-def reproduce(repeats: int, margin: float | None, same_split: bool,
+def reproduce(repeats: int | str, min_repeats: int | None, max_repeats: int | None,
+              budget: str | None, margin: float | None, same_split: bool,
               overrides: tuple[str, ...], out: str | None, dry_run: bool,
               jobs: int | str) -> None:
     """Run the whole reference study (every section of the report) and write one report
@@ -442,8 +496,14 @@ def reproduce(repeats: int, margin: float | None, same_split: bool,
     Example: cnnlab reproduce --repeats 2 --set train.epochs=5 --out outputs/study
     """
     from cnnlab.reproduce import study
+    from cnnlab.sweep.spec import parse_duration
 
-    plan = study.plan(overrides, repeats, margin, vary_split=not same_split)
+    if budget is not None and repeats != "auto":
+        raise ConfigError("--budget: only with --repeats auto; a fixed number of repeats "
+                          "runs every seed")
+    budget_s = parse_duration(budget or study.DEFAULT_BUDGET)
+    plan = study.plan(overrides, repeats, (min_repeats, max_repeats), budget_s, margin,
+                      vary_split=not same_split)
     if dry_run:
         study.dry_run(plan, log=click.echo)
         return

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from helpers import one_line_error
 
 from cnnlab.cli import main
+from cnnlab.reproduce import study as study_plan
 from cnnlab.reproduce import verdicts
 from cnnlab.runs import load, storage
 
@@ -92,14 +93,24 @@ def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir:
     assert (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns == kept
     other = CliRunner().invoke(main, ["reproduce", "--repeats", "3", *args, "--out", str(out)])
     assert other.exit_code == 2
-    one_line_error(other.stderr, "holds a study with other --repeats or --set")
+    one_line_error(other.stderr, "holds a study with other --repeats")
 
 
 def test_dry_run_lists_every_run_and_estimates_the_time(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["reproduce", "--dry-run", *TINY])
     assert result.exit_code == 0, result.output
-    assert "sweep batch-size (batch-size): 27 runs (9 arms x 3 repeats" in result.output
-    assert "105 runs in 6 sweeps; estimated time on this machine: about " in result.output
+    assert ("sweep batch-size (batch-size): 90 runs at most (9 arms x 3..10 seeds, adaptive: "
+            "27 runs at least)") in result.output
+    assert "105 runs at least in 6 sweeps; estimated time on this machine: about " \
+        in result.output
+    assert "350 runs at most in 6 sweeps; estimated time on this machine: about " \
+        in result.output
+    assert "budget: 30m00s; no round of extra seeds starts that would pass it" in result.output
+    fixed = study_plan.plan(repeats=3, budget_s=1800)
+    assert fixed.budget_s is None and sum(len(s.runs) for s in fixed.sweeps) == 105
+    adaptive = study_plan.plan(budget_s=1800)
+    shares = [adaptive.budget_of(s) for s in adaptive.sweeps]
+    assert sum(shares) == pytest.approx(1800) and shares[0] == pytest.approx(1800 * 27 / 105)
     assert not (tmp_path / "outputs").exists()
 
 

@@ -90,8 +90,8 @@ def test_metrics_row_reads_metrics_json_rounded(tmp_path: Path) -> None:
     assert list(found) == METRIC_COLUMNS  # only the results columns, in their order
     assert found == {"best_val_accuracy": 0.123457, "best_epoch": 3, "test_accuracy": 0.5,
                      "final_train_loss": 1.0, "final_val_loss": 2.25, "overfit_epoch": "",
-                     "overfit_rise": 0.012346, "ms_per_step": 12.346, "s_per_epoch": 0.988, "trainable_params": 1234,
-                     "status": "early_stopped"}
+                     "overfit_rise": 0.012346, "ms_per_step": 12.346, "s_per_epoch": 0.988,
+                     "trainable_params": 1234, "status": "early_stopped"}
 
 
 def test_metrics_row_leaves_missing_metrics_blank(tmp_path: Path) -> None:

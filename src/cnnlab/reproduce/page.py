@@ -35,9 +35,9 @@ def _verdicts(judged: list[Verdict], section: str | None = None) -> str:
     if not shown:
         return ""
     rows = [[f'<b style="color:{COLOURS[v.verdict]}">{esc(v.verdict)}</b>', esc(v.section),
-             esc(v.claim), esc(v.metric), esc(v.evidence)] for v in shown]
-    return table(["verdict", "section", "claim of the report", "tested on", "our numbers"],
-                 rows, raw_columns=(0, 1, 2, 3, 4))
+             esc(v.claim), esc(v.metric), esc(v.evidence), esc(v.seeds)] for v in shown]
+    return table(["verdict", "section", "claim of the report", "tested on", "our numbers",
+                  "seeds"], rows, raw_columns=(0, 1, 2, 3, 4, 5))
 
 
 def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
@@ -91,7 +91,10 @@ def write(study: Any, root: Path, judged: list[Verdict], facts: dict[str, Any],
     with the report's beside them (:func:`cnnlab.reproduce.study.facts`)."""
     text = page("cnnlab reproduce: the reference CNN study",
                 _sections(root, judged, facts, best_run),
-                subtitle=f"{root.resolve()} -- {study.repeats} repeats per arm"
+                subtitle=f"{root.resolve()} -- " + (
+                    f"{study.repeats} repeats per arm" if not study.sweeps[0].adaptive else
+                    f"adaptive seeds, {study.sweeps[0].adaptive.min_repeats} to "
+                    f"{study.sweeps[0].adaptive.max_repeats} per arm")
                 + (f"; --set {' '.join(study.overrides)}" if study.overrides else ""))
     target = root / layout.REPORT_FILE
     storage.write_atomic(target, text)

@@ -7,10 +7,15 @@ figure, the reference models' layer tables, activation maps, the verdict on each
 report's claims (:mod:`cnnlab.reproduce.verdicts`), one ``findings.md`` and one ``report.html``
 laid out like the report (:mod:`cnnlab.reproduce.page`). Each sweep lives in its own
 folder under the study's folder and resumes like any sweep.
+
+By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
+3 per arm, then one more per round for each arm still undecided, up to 10, within a
+budget shared out among the sweeps by their minimum runs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -35,13 +40,15 @@ STUDY_SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization")
 BEST_MODEL = {"name": "best-model", "base": "best", "variants": {"best": {}},
               "description": "the report's best model (grid-search winner), trained alone"}
 PLAN_FILE = "reproduce.yaml"
+DEFAULT_BUDGET = "30m"  # the 15 min the throughput work aims at for 3 seeds, and as much again
 
 
 @dataclass(frozen=True)
 class Study:
     sweeps: tuple[Sweep, ...]
     overrides: tuple[str, ...]
-    repeats: int
+    repeats: int | str  # a number, or auto
+    budget_s: float | None = None  # with auto: for the whole study
     vary_split: bool = True
 
     def sweep(self, name: str) -> Sweep:
@@ -52,42 +59,82 @@ class Study:
         return self.sweeps[0].margin
 
     def record(self) -> dict[str, Any]:
-        return {"repeats": self.repeats, "set": list(self.overrides),
-                "vary_split": self.vary_split,
+        design = self.sweeps[0].adaptive
+        return {"repeats": self.repeats, **({"min_repeats": design.min_repeats,
+                                             "max_repeats": design.max_repeats} if design else {}),
+                "set": list(self.overrides), "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
+    def budget_of(self, sweep: Sweep) -> float | None:
+        """A sweep's share of the study's budget, by its minimum runs."""
+        if self.budget_s is None:
+            return None
+        return self.budget_s * len(minimum_runs(sweep)) / sum(
+            len(minimum_runs(s)) for s in self.sweeps)
 
-def plan(overrides: Iterable[str] = (), repeats: int = 3, margin: float | None = None,
+
+def minimum_runs(sweep: Sweep) -> list[Any]:
+    """The runs a sweep trains at least (with adaptive seeds: the minimum of each arm)."""
+    low = sweep.adaptive.min_repeats if sweep.adaptive else sweep.repeats
+    return [r for r in sweep.runs if r.repeat < low]
+
+
+def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
+         seeds: tuple[int | None, int | None] = (None, None),
+         budget_s: float | None = None, margin: float | None = None,
          vary_split: bool = True) -> Study:
     """Every sweep of the study, validated, with ``--set``, ``repeats`` and ``margin``
-    applied; ``vary_split``: each repeat draws its own split (the default here)."""
+    applied; ``seeds`` and ``budget_s``: the minimum and maximum and the budget of
+    ``auto``; ``vary_split``: each repeat draws its own split (the default here)."""
     overrides = tuple(overrides)
-    sweeps = [load_sweep(name, overrides, repeats, margin=margin, vary_split=vary_split)
-              for name in STUDY_SWEEPS]
+    sweeps = [load_sweep(name, overrides, repeats, margin=margin, vary_split=vary_split,
+                         seeds=seeds) for name in STUDY_SWEEPS]
     sweeps.append(sweep_from_dict(BEST_MODEL, "best-model", overrides=overrides,
-                                  repeats=repeats, margin=margin, vary_split=vary_split))
-    return Study(tuple(sweeps), overrides, repeats, vary_split)
+                                  repeats=repeats, margin=margin, vary_split=vary_split,
+                                  seeds=seeds))
+    return Study(tuple(sweeps), overrides, repeats,
+                 budget_s if sweeps[0].adaptive else None, vary_split)
 
 
 def dry_run(study: Study, log: Log = print) -> None:
     """List every run and estimate the total time from this machine's measured speed."""
     for sweep in study.sweeps:
         log(describe(sweep))
-    total = sum(len(s.runs) for s in study.sweeps)
-    seconds = estimate_seconds(study, log)
-    log(f"\n{total} runs in {len(study.sweeps)} sweeps; estimated time on this machine: "
-        f"about {sweep_runner.format_duration(seconds)} (measured step times, plus "
-        f"{RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)")
+    for line in estimate_lines([minimum_runs(s) for s in study.sweeps],
+                               [list(s.runs) for s in study.sweeps],
+                               f"in {len(study.sweeps)} sweeps"):
+        log(line)
+    if study.budget_s is not None:
+        log(f"budget: {sweep_runner.format_duration(study.budget_s)}; no round of extra "
+            "seeds starts that would pass it")
 
 
 RUN_OVERHEAD_S = 3.0
 
 
-def estimate_seconds(study: Study, log: Log = print) -> float:
+def estimate_lines(least: list[list[Any]], most: list[list[Any]], where: str) -> list[str]:
+    """The runs at least and at most (sweep runs, by sweep) and the time estimated here
+    for each; one line when they are the same."""
+    least = [r.config for runs in least for r in runs]
+    most = [r.config for runs in most for r in runs]
+    step_s = measure_steps(most)
+    counts = ((least, "at least"), (most, "at most")) if len(least) < len(most) \
+        else ((most, "in all"),)
+    return [""] + [
+        f"{len(runs)} runs {which} {where}; estimated time on this machine: about "
+        f"{sweep_runner.format_duration(estimate_seconds(runs, step_s))} (measured step "
+        f"times, plus {RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)"
+        for runs, which in counts]
+
+
+def measure_steps(planned: list[Any]) -> dict[int, float]:
+    """The step time measured here for each batch size of the runs."""
+    return {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
+
+
+def estimate_seconds(planned: list[Any], step_s: dict[int, float]) -> float:
     """Steps of every run times the step time measured here for its batch size (the best
     model, a short timed fit per batch size), plus a fixed cost per run."""
-    planned = [r.config for s in study.sweeps for r in s.runs]
-    step_s = {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
     total = 0.0
     for config in planned:
         train = config.data.train_size or 45_000
@@ -127,7 +174,8 @@ def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path)
             raise RunError(f"--out {path}: not empty and not a reproduce folder (no "
                            f"{PLAN_FILE}); choose a new folder")
         if yaml.safe_load(record.read_text(encoding="utf-8")) != study.record():
-            raise RunError(f"--out {path}: holds a study with other --repeats or --set; "
+            raise RunError(f"--out {path}: holds a study with other --repeats, --min-repeats, "
+                           "--max-repeats or --set; "
                            "use the same options, or a new --out folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -144,7 +192,7 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
     for number, sweep in enumerate(study.sweeps, start=1):
         log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
         sweeps.run_sweep(sweep, root / sweep.name, log=log, backend=LocalOptions(jobs),
-                         extra=table1.write_table1)
+                         extra=table1.write_table1, budget_s=study.budget_of(sweep))
     finish(study, root, log)
     return root
 
@@ -220,35 +268,52 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 
 
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
-    """The verdict on each claim of the report that the study's numbers can test."""
+    """The verdict on each claim of the report that the study's numbers can test, with
+    the seeds its sweep's arms took."""
     classes = results.class_count(root / "best-model")
     epochs = study.sweep("regularization").runs[0].config.train.epochs
     batch, depth, grid, regularization = (
         _rows(root / name / layout.RESULTS_FILE)
         for name in ("batch-size", "depth", "grid", "regularization"))
-    found = [verdicts.rises_then_falls(batch, classes),
-             verdicts.step_and_epoch_time(batch, classes),
-             verdicts.arm_is_best(depth, lambda r: r["model.filters"] == "[8, 16, 32]", "6",
-                                  "Three conv blocks do best", classes),
-             verdicts.arm_is_best(grid, lambda r: r["model.filters"] == "[8, 16, 32]"
-                                  and r["model.dense"] == "[64]"
-                                  and float(r["train.learning_rate"]) == 0.001, "6",
-                                  "The grid search picks the report's best model", classes),
-             verdicts.overfitting_seen(regularization, "none", True, "7",
-                                       "The best model over-fits (validation loss rises)",
-                                       epochs),
-             verdicts.remedy(regularization, "l2", "none", "7",
-                             "L2 regularization prevents over-fitting", epochs),
-             verdicts.remedy(regularization, "dropout", "none", "7",
-                             "Dropout prevents over-fitting", epochs),
-             verdicts.overfitting_seen(regularization, "batch_norm", True, "7",
-                                       "Batch norm does not fully prevent over-fitting",
-                                       epochs)]
+    blocks3 = lambda r: r["model.filters"] == "[8, 16, 32]"  # noqa: E731
+    found = [("batch-size", verdicts.rises_then_falls(batch, classes)),
+             ("batch-size", verdicts.step_and_epoch_time(batch, classes)),
+             ("depth", verdicts.arm_is_best(depth, blocks3, "6",
+                                            "Three conv blocks do best", classes)),
+             ("grid", verdicts.arm_is_best(
+                 grid, lambda r: blocks3(r) and r["model.dense"] == "[64]"
+                 and float(r["train.learning_rate"]) == 0.001, "6",
+                 "The grid search picks the report's best model", classes))]
+    found += [("regularization", check) for check in _regularization(regularization, epochs)]
     matrices, names = _confusions(root / "best-model")
     if matrices:
-        found += [verdicts.best_recognised(matrices, names, "horse"),
-                  verdicts.most_confused(matrices, names, ("bird", "cat", "dog"))]
-    return found
+        found += [("best-model", verdicts.best_recognised(matrices, names, "horse")),
+                  ("best-model", verdicts.most_confused(matrices, names, ("bird", "cat", "dog")))]
+    return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in found]
+
+
+def _regularization(rows: list[dict[str, Any]], epochs: int) -> list[verdicts.Verdict]:
+    """Section 7's four claims on over-fitting."""
+    return [verdicts.overfitting_seen(rows, "none", True, "7",
+                                      "The best model over-fits (validation loss rises)", epochs),
+            verdicts.remedy(rows, "l2", "none", "7",
+                            "L2 regularization prevents over-fitting", epochs),
+            verdicts.remedy(rows, "dropout", "none", "7",
+                            "Dropout prevents over-fitting", epochs),
+            verdicts.overfitting_seen(rows, "batch_norm", True, "7",
+                                      "Batch norm does not fully prevent over-fitting", epochs)]
+
+
+def seeds_used(root: Path, name: str) -> str:
+    """The seeds the arms of sweep ``name`` took: ``3-7 per arm, 31 runs``."""
+    summary = _summary(root, name)
+    counts = [int(r.get("seeds") or r["n"]) for r in summary]
+    if not counts:
+        return ""
+    spread = str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
+    stopped = sorted({r["stopped"] for r in summary if r.get("stopped")})
+    return (f"{spread} per arm, {sum(counts)} runs"
+            + (f" (stopped: {', '.join(stopped)})" if stopped else ""))
 
 
 def _confusions(sweep_dir: Path) -> tuple[list[list[list[int]]], list[str]]:
@@ -262,13 +327,21 @@ def _confusions(sweep_dir: Path) -> tuple[list[list[list[int]]], list[str]]:
     return found, names
 
 
+def _repeats_text(study: Study) -> str:
+    design = study.sweeps[0].adaptive
+    if design is None:
+        return f"{study.repeats} repeats"
+    return f"adaptive seeds, {design.min_repeats} to {design.max_repeats}"
+
+
 def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> str:
     """findings.md of the study: the verdicts, then each sweep's own findings."""
-    lines = [f"# Findings: the reference study reproduced ({study.repeats} repeats per arm"
+    lines = [f"# Findings: the reference study reproduced ({_repeats_text(study)} per arm"
              + (f"; --set {' '.join(study.overrides)}" if study.overrides else "") + ")", "",
              "## The report's claims", ""]
     lines += [f"- **{v.verdict}** (section {v.section}): {v.claim} -- tested on {v.metric}: "
-              f"{v.evidence}." for v in judged]
+              f"{v.evidence}" + (f"; seeds: {v.seeds}" if v.seeds else "") + "."
+              for v in judged]
     lines += ["", "Repeats varied the seed (initial weights, data order)"
               + (" and the train/validation/test split" if study.vary_split else
                  " on one fixed train/validation/test split (--same-split)")

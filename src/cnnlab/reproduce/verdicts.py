@@ -43,6 +43,7 @@ class Verdict:
     verdict: str
     evidence: str
     metric: str = "test accuracy"  # what the test was run on
+    seeds: str = ""  # the seeds the claim's arms took
 
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:

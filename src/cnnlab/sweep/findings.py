@@ -142,13 +142,39 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float = MARGIN
+             ) -> list[str]:
+    """How many seeds each arm's decision took under adaptive seeds, and the runs saved
+    against every arm at the maximum."""
+    lines = []
+    for row in summary:
+        seeds, outcome, stopped = row["seeds"], row["outcome"], row["stopped"]
+        if stopped == "decided":
+            what = f"decided **{outcome}** after {seeds} seeds"
+        elif stopped == "max_repeats":
+            what = f"still {outcome} at the maximum of {seeds} seeds"
+        else:
+            what = f"still open after {seeds} seeds: the budget ran out"
+        lines.append(f"{label(row['arm'])}: {what}.")
+    used, full = sum(r["seeds"] for r in summary), max_repeats * len(summary)
+    lines.append(f"Adaptive seeding trained {used} runs where every arm at the maximum "
+                 f"({max_repeats} seeds) would take {full}: {full - used} runs saved.")
+    lines.append("Decisions: after every round each open arm against the best by mean, "
+                 f"Welch's t-test (worse) and TOST (equivalent within ±{margin:g}), each at the "
+                 "round's share of 5 % (Pocock-type alpha spending, split over the arms); see "
+                 "docs/statistics.md.")
+    return lines
+
+
 def findings(title: str, summary: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
              arms: Sequence[str], select_by: str, margin: float = MARGIN,
-             vary_split: bool = False) -> str:
-    """The whole ``findings.md``."""
+             vary_split: bool = False, max_repeats: int | None = None) -> str:
+    """The whole ``findings.md``; ``max_repeats``: the sweep had adaptive seeds."""
     tested = tested_metric(rows, select_by)
     repeats = max((r["n"] for r in summary), default=0)
     sections = [("Which arm is best", comparison(summary, select_by, tested, margin)),
+                ("Seeds per decision",
+                 adaptive(summary, max_repeats, margin) if max_repeats else []),
                 ("Diverged runs", diverged(summary, tested)),
                 ("What the design can detect", variation(repeats, vary_split)
                  + power(summary, tested)),

@@ -160,13 +160,21 @@ def write_sweep_results(sweep: Sweep, sweep_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def write_summary(sweep: Sweep, sweep_dir: Path, rows: Sequence[dict[str, Any]]
-                  ) -> list[dict[str, Any]]:
-    """``summary.csv``: one row per arm, statistics over its repeats (:mod:`cnnlab.sweep.stats`)."""
+def write_summary(sweep: Sweep, sweep_dir: Path, rows: Sequence[dict[str, Any]],
+                  extra: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """``summary.csv``: one row per arm, statistics over its repeats (:mod:`cnnlab.sweep.stats`);
+    ``extra``: more columns by arm, after ``n`` (adaptive seeds: seeds, outcome, stopped)."""
     summary = stats.summarize(rows, sweep.arms, sweep.params, sweep.select_by, sweep.margin,
                               class_count(sweep_dir))
+    columns = stats.summary_columns(sweep.params)
+    if extra:
+        for row in summary:
+            row.update(extra.get(row["arm"], {}))
+        added = list(next(iter(extra.values())))
+        at = columns.index("n") + 1
+        columns = columns[:at] + added + columns[at:]
     storage.write_csv(sweep_dir / layout.SUMMARY_CSV_FILE, [_csv_row(r) for r in summary],
-                   stats.summary_columns(sweep.params))
+                      columns)
     return summary
 
 

@@ -18,7 +18,7 @@ from cnnlab.data import dataset as data
 from cnnlab.errors import DataError
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, storage
-from cnnlab.sweep import capacity, executors, findings, hparams, results
+from cnnlab.sweep import capacity, executors, findings, hparams, results, seeds, sequential
 from cnnlab.sweep import figures as sweep_plots
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.executors import LocalOptions
@@ -48,7 +48,7 @@ __all__ = ["Sweep", "SweepRun", "builtin_sweeps", "describe", "finish",
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
               outputs_root: str | Path = "outputs",
               backend: LocalOptions | RayOptions = LOCAL,
-              extra: Extra | None = None) -> Path:
+              extra: Extra | None = None, budget_s: float | None = None) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
@@ -56,7 +56,9 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     ``backend``: where runs train, with that backend's options (local: ``jobs``, a number
     or ``auto``, :func:`cnnlab.sweep.capacity.plan`; Ray: its cluster and resources).
     ``extra(sweep_dir, title, rows, params, summary)`` writes more outputs from the results
-    (the reference study's timing table) and returns their paths.
+    (the reference study's timing table) and returns their paths. ``budget_s``: with
+    adaptive seeds, no round starts that would take the sweep past it
+    (:mod:`cnnlab.sweep.seeds`).
     """
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
@@ -67,21 +69,21 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
         if asks:
             recovery.checked_study(sweep, sweep_dir, log)
-        source = (search.Trials(sweep, sweep_dir, log) if asks
-                  else sweep_runner.Plan(sweep, sweep_dir))
+        source = _source(sweep, sweep_dir, log, budget_s, fit.at_once if fit else 1)
         done = sum(storage.is_finished(sweep_dir / r.id) for r in source.sweep.runs)
         log(f"sweep {sweep.name}: {source.total} {'trials' if asks else 'runs'} -> "
             f"{sweep_dir}" + (f" (resuming: {done} finished earlier, kept)" if done else ""))
         if fit is not None and backend.jobs != 1:
             log(fit.reason)
-        executor = _executor(source, backend, fit, log, configs[0] if asks else None)
+        todo = [] if asks else sweep_runner.pending(sweep, sweep_dir)
+        executor = _executor(todo, backend, fit, log, configs[0] if asks else None)
         try:
             sweep_runner.run(sweep, sweep_dir, executor, log, source)
         except BaseException:
             executor.close(cancel=True)
             raise
         executor.close()
-        finish(source.sweep, sweep_dir, log, extra)
+        finish(source.sweep, sweep_dir, log, extra, _final(source))
         if asks:
             write_search_figures(source, sweep_dir, log)
     return sweep_dir
@@ -106,14 +108,37 @@ def _runs_to_train(sweep: Sweep, out: str | Path | None) -> int:
     return len(sweep_runner.pending(sweep, Path(out)))
 
 
-def _executor(source: sweep_runner.Source, backend: LocalOptions | RayOptions,
+def _source(sweep: Sweep, sweep_dir: Path, log: Log, budget_s: float | None, slots: int
+            ) -> sweep_runner.Source:
+    """Where the runs come from: a search's trials, adaptive seeds, or the fixed plan."""
+    if sweep.search is not None and not sweep.runs:
+        return search.Trials(sweep, sweep_dir, log)
+    if sweep.adaptive:
+        return seeds.Seeds(sweep, sweep_dir, log, budget_s, slots)
+    return sweep_runner.Plan(sweep, sweep_dir)
+
+
+def _final(source: sweep_runner.Source) -> sequential.State | None:
+    """How the race of adaptive seeds ended."""
+    return source.state if isinstance(source, seeds.Seeds) else None
+
+
+def _executor(todo: list[SweepRun], backend: LocalOptions | RayOptions,
               fit: capacity.Capacity | None, log: Log, unplanned: Config | None
               ) -> sweep_runner.Executor:
-    todo = list(source.queue) if isinstance(source, sweep_runner.Plan) else []
+    """``todo``: the runs that may come (all of them, with adaptive seeds)."""
     if isinstance(backend, RayOptions):
         return RayExecutor(todo, backend, log, configs=[unplanned] if unplanned else None)
     assert fit is not None
     return executors.local(todo, fit.at_once, fit.cores, log=log, unplanned=unplanned)
+
+
+def _race_columns(race: sequential.State | None) -> dict[str, dict[str, object]] | None:
+    """summary.csv's columns of adaptive seeds, by arm."""
+    if race is None:
+        return None
+    return {name: {"seeds": arm.seeds, "outcome": arm.outcome, "stopped": arm.stopped or ""}
+            for name, arm in race.arms.items()}
 
 
 def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = print) -> None:
@@ -133,16 +158,19 @@ def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = prin
     report.try_write_report(sweep_dir, log)
 
 
-def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None = None
-           ) -> None:
+def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None = None,
+           race: sequential.State | None = None) -> None:
     """From the run folders: results.csv, summary.csv, findings.md, the console table,
     best_config.yaml, the plots (and ``extra``'s), report.html and the HParams of every
-    finished run."""
+    finished run. ``race``: how adaptive seeds ended (default: replayed from the runs on
+    disk)."""
+    if sweep.adaptive and race is None:
+        race = seeds.progress(sweep, sweep_dir)
     rows = results.write_sweep_results(sweep, sweep_dir)
-    summary = results.write_summary(sweep, sweep_dir, rows)
+    summary = results.write_summary(sweep, sweep_dir, rows, _race_columns(race))
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
         f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by, sweep.margin,
-        sweep.vary_split))
+        sweep.vary_split, sweep.adaptive.max_repeats if sweep.adaptive else None))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
         results.format_summary_table(summary, sweep.params, sweep.select_by))

@@ -56,6 +56,7 @@ from cnnlab.sweep.search.spec import (
     search_from_dict,
     space_from_dict,
 )
+from cnnlab.sweep.sequential import Design
 from cnnlab.sweep.stats import MARGIN
 
 BUILTIN_SWEEP_DIR = Path(__file__).parent / "builtin"
@@ -104,7 +105,8 @@ class Sweep:
     variants: dict[str, dict[str, Any]]
     select_by: str
     runs: tuple[SweepRun, ...]
-    repeats: int = 1
+    repeats: int = 1  # with adaptive seeds: the most a run may get
+    adaptive: Design | None = None  # repeats: auto (cnnlab.sweep.sequential)
     search: Search | None = None
     space: dict[str, Dimension] = field(default_factory=dict)
     common: dict[str, Any] = field(default_factory=dict)  # base + set: each trial's start
@@ -134,6 +136,8 @@ class Sweep:
             "base": self.base, "set": self.set, "axes": self.axes, "variants": self.variants,
             "select_by": self.select_by, "repeats": self.repeats, "margin": self.margin,
             "vary_split": self.vary_split,
+            **({"repeats": "auto", "min_repeats": self.adaptive.min_repeats,
+                "max_repeats": self.adaptive.max_repeats} if self.adaptive else {}),
             **({"search": self.search.record(),
                 "space": {k: d.record() for k, d in self.space.items()}} if self.search else {}),
             "runs": [{"id": r.id, "variant": r.variant, "overrides": r.overrides,
@@ -151,23 +155,26 @@ def resolve_sweep_path(name_or_path: str | Path) -> Path:
 
 
 def load_sweep(name_or_path: str | Path, overrides: Iterable[str] = (),
-               repeats: int | None = None, trials: int | None = None,
-               margin: float | None = None, vary_split: bool | None = None) -> Sweep:
+               repeats: int | str | None = None, trials: int | None = None,
+               margin: float | None = None, vary_split: bool | None = None,
+               seeds: tuple[int | None, int | None] = (None, None)) -> Sweep:
     """Read, validate and expand a sweep file; ``overrides`` (``--set``) apply to every run,
-    ``repeats`` (``--repeats``), ``trials`` (``--trials``), ``margin`` (``--margin``) and
-    ``vary_split`` (``--vary-split``) replace the file's."""
+    ``repeats`` (``--repeats``, a number or ``auto``), ``trials`` (``--trials``), ``margin``
+    (``--margin``) and ``vary_split`` (``--vary-split``) replace the file's; ``seeds``:
+    ``--min-repeats`` and ``--max-repeats`` of ``auto``."""
     path = resolve_sweep_path(name_or_path)
     raw = read_yaml(path)
     return sweep_from_dict(raw, str(name_or_path), base_dir=path.parent,
                            overrides=overrides, default_name=path.stem, repeats=repeats,
-                           trials=trials, margin=margin, vary_split=vary_split)
+                           trials=trials, margin=margin, vary_split=vary_split, seeds=seeds)
 
 
 def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
                     overrides: Iterable[str] | Mapping[str, Any] = (),
-                    default_name: str = "sweep", repeats: int | None = None,
+                    default_name: str = "sweep", repeats: int | str | None = None,
                     trials: int | None = None, margin: float | None = None,
-                    vary_split: bool | None = None) -> Sweep:
+                    vary_split: bool | None = None,
+                    seeds: tuple[int | None, int | None] = (None, None)) -> Sweep:
     """Validate a sweep (the YAML as a dict) and expand it into its runs (a search by
     ``random`` or ``tpe`` has none yet: :mod:`cnnlab.sweep.search.trials` asks them one by one)."""
     if not isinstance(raw, Mapping):
@@ -195,11 +202,12 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
         raise ConfigError(f"{origin}: select_by: got {shown(select_by)}; expected one of "
                           + ", ".join(SELECTABLE))
     common = merge(base, overrides_to_dict({**sweep_set, **cli_set}))
-    count = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
-                     origin if repeats is None else "--repeats")
+    count, adaptive = _repeats(raw.get("repeats", 1) if repeats is None else repeats,
+                               origin if repeats is None else "--repeats", seeds)
     asks = search is not None and search.strategy != "grid"
     if asks and count > 1:
-        raise ConfigError(f"{'--repeats' if repeats else origin}: repeats {count} with "
+        raise ConfigError(f"{'--repeats' if repeats else origin}: repeats "
+                          f"{'auto' if adaptive else count} with "
                           f"strategy {search.strategy}: each trial is one seed, and the "
                           "sampler learns from every trial; repeat the winner instead "
                           "(cnnlab sweep on best_config.yaml's values), or use strategy grid")
@@ -207,8 +215,8 @@ def sweep_from_dict(raw: Any, origin: str = "sweep", base_dir: Path = Path("."),
     return Sweep(name=check_name(raw.get("name", default_name), f"{origin}: name"),
                  origin=origin, description=str(raw.get("description") or ""),
                  base=base, set={**sweep_set, **cli_set}, axes=axes, variants=variants,
-                 select_by=select_by, repeats=count, search=search, space=space,
-                 common=common, margin=margin, vary_split=vary_split,
+                 select_by=select_by, repeats=count, adaptive=adaptive, search=search,
+                 space=space, common=common, margin=margin, vary_split=vary_split,
                  runs=() if asks else tuple(_expand(common, axes, variants, origin, count,
                                                     vary_split)))
 
@@ -276,11 +284,37 @@ def _rounded(value: Any) -> Any:
     return float(format(value, ".3g")) if isinstance(value, float) else value
 
 
-def _repeats(value: Any, where: str) -> int:
+def _repeats(value: Any, where: str, seeds: tuple[int | None, int | None]
+             ) -> tuple[int, Design | None]:
+    """The repeats (the most with ``auto``) and the adaptive design, if ``auto``."""
+    low, high = seeds
+    if value == "auto":
+        design = Design(3 if low is None else low, 10 if high is None else high)
+        if design.min_repeats < 2 or design.max_repeats < design.min_repeats:
+            raise ConfigError(f"--min-repeats {design.min_repeats}, --max-repeats "
+                              f"{design.max_repeats}: expected 2 <= min <= max (a t-test "
+                              "needs 2 seeds per arm)")
+        return design.max_repeats, design
+    if low is not None or high is not None:
+        raise ConfigError("--min-repeats/--max-repeats: only with --repeats auto (or "
+                          "repeats: auto in the sweep file)")
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{where}: repeats: got {shown(value)}; expected a whole number >= 1 "
-                          "(the seeds each arm is trained with)")
-    return value
+                          "(the seeds each arm is trained with) or auto")
+    return value, None
+
+
+def parse_duration(text: str, where: str = "--budget") -> float:
+    """Seconds of a duration such as ``30m``, ``1h30m``, ``90s`` or ``2h``."""
+    found = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", str(text).strip().lower())
+    if not text or not str(text).strip() or not found:
+        raise ConfigError(f"{where}: got {shown(text)}; expected a duration such as 30m, "
+                          "1h30m, 90s or 2h")
+    hours, minutes, seconds = (int(g or 0) for g in found.groups())
+    if hours * 3600 + minutes * 60 + seconds == 0:
+        raise ConfigError(f"{where}: got {shown(text)}; expected a duration above zero, "
+                          "e.g. 30m")
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def _base(value: Any, origin: str, base_dir: Path) -> dict[str, Any]:
@@ -421,6 +455,12 @@ def describe(sweep: Sweep) -> str:
                f"{sweep.runs[0].config.seed}..{sweep.runs[0].config.seed + sweep.repeats - 1}"
                f"{', each its own split' if sweep.vary_split else ', one split'}; equivalence "
                f"margin {sweep.margin:g})" if sweep.repeats > 1 else "")
+    if sweep.adaptive:
+        low, high = sweep.adaptive.min_repeats, sweep.adaptive.max_repeats
+        repeats = (f" at most ({len(sweep.arms)} arms x {low}..{high} seeds, adaptive: "
+                   f"{low * len(sweep.arms)} runs at least"
+                   f"{', each its own split' if sweep.vary_split else ', one split'}; "
+                   f"equivalence margin {sweep.margin:g})")
     size = (f"{sweep.search.trials} trials" if sweep.search and not sweep.runs
             else f"{len(sweep.runs)} runs")
     lines = [f"sweep {sweep.name} ({sweep.origin}): {size}{repeats}"

@@ -1,0 +1,157 @@
+"""Adaptive seeds (``repeats: auto``): the runner's source of runs, round by round.
+
+:class:`Seeds` hands out the minimum seeds of every arm, waits for the round to end,
+then asks :func:`cnnlab.sweep.sequential.replay` which arms are still open and hands out
+one more seed of each; it stops when no arm is open, every open one has the maximum, or
+the next round would pass the budget. The decisions are recomputed from the runs on
+disk at every round, so a killed sweep resumed with the same command takes the same
+ones; a finished run is never redone.
+
+The budget counts the wall time of every command that worked on the sweep
+(``seeds.json`` keeps the sum); the minimum seeds always run, and no further round
+starts when the time spent plus the estimated time of that round (its runs times the
+mean run time so far, over the runs trained at once) would pass it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from cnnlab.runs import layout, load, storage
+from cnnlab.runs.layout import METRICS, Status
+from cnnlab.sweep import sequential
+from cnnlab.sweep.spec import Sweep, SweepRun
+
+Log = Callable[[str], None]
+SEEDS_FILE = "seeds.json"  # the time spent on the sweep, over every command
+
+
+def ended(sweep: Sweep, sweep_dir: Path, failed: set[str] = frozenset()
+          ) -> dict[str, dict[int, float | None]]:
+    """Each arm's ended runs by repeat: the ``select_by`` value, or None (diverged, or
+    failed for good in this command)."""
+    found: dict[str, dict[int, float | None]] = {arm: {} for arm in sweep.arms}
+    for run in sweep.runs:
+        if run.id in failed:
+            found[run.arm][run.repeat] = None
+        elif storage.is_finished(sweep_dir / run.id):
+            metrics = load.read_run(sweep_dir / run.id).metrics
+            value = metrics.get(sweep.select_by)
+            usable = layout.ranked_status(metrics.get("status")) and isinstance(
+                value, int | float) and math.isfinite(value)
+            found[run.arm][run.repeat] = float(value) if usable else None
+    return found
+
+
+def progress(sweep: Sweep, sweep_dir: Path, failed: set[str] = frozenset()
+             ) -> sequential.State:
+    """Where the race stands, from the runs on disk."""
+    return sequential.replay(ended(sweep, sweep_dir, failed), sweep.adaptive,
+                             METRICS[sweep.select_by].higher_is_better)
+
+
+def so_far(sweep: Sweep, state: sequential.State) -> Sweep:
+    """``sweep`` with the runs handed out up to this round only."""
+    wanted = state.wanted
+    return dataclasses.replace(sweep, runs=tuple(
+        r for r in sweep.runs if r.repeat < wanted.get(r.arm, 0)))
+
+
+def spent(sweep_dir: Path) -> float:
+    """Seconds every command spent on the sweep so far."""
+    path = sweep_dir / SEEDS_FILE
+    return float(json.loads(path.read_text(encoding="utf-8"))["spent_s"]) if path.exists() \
+        else 0.0
+
+
+def run_seconds(sweep_dir: Path, runs: list[SweepRun]) -> float | None:
+    """The mean wall time of the finished runs among ``runs`` (their phases), or None."""
+    times = [sum(load.read_run(sweep_dir / r.id).metrics.get("phases", {}).values())
+             for r in runs if storage.is_finished(sweep_dir / r.id)]
+    return sum(times) / len(times) if times else None
+
+
+class Seeds:
+    """The runner's source of a sweep with adaptive seeds."""
+
+    def __init__(self, sweep: Sweep, sweep_dir: Path, log: Log, budget_s: float | None = None,
+                 slots: int = 1):
+        self.base, self.sweep_dir, self.log = sweep, sweep_dir, log
+        self.budget_s, self.slots, self.total = budget_s, slots, len(sweep.runs)
+        self.failed: set[str] = set()
+        self.in_flight: set[str] = set()
+        self.queue: deque[SweepRun] = deque()
+        self.spent_before, self.started = spent(sweep_dir), time.monotonic()
+        self.budget_hit = False
+        self.state = progress(sweep, sweep_dir)
+        self.sweep = so_far(sweep, self.state)
+
+    def next_run(self) -> SweepRun | None:
+        if not self.queue and not self.in_flight and not self.budget_hit:
+            self._next_round()
+        if not self.queue:
+            return None
+        run = self.queue.popleft()
+        self.in_flight.add(run.id)
+        return run
+
+    def _next_round(self) -> None:
+        """Look at the ended runs; queue the seeds the open arms get next."""
+        found = ended(self.base, self.sweep_dir, self.failed)
+        self.state = sequential.replay(found, self.base.adaptive,
+                                       METRICS[self.base.select_by].higher_is_better)
+        self.sweep = so_far(self.base, self.state)
+        todo = [r for r in self.sweep.runs if r.id not in self.failed
+                and not storage.is_finished(self.sweep_dir / r.id)]
+        if self.state.done or not todo:
+            return
+        if self.state.round > 0 and not self._affordable(len(todo)):
+            self.budget_hit = True
+            self.state = self.state.stop_open(sequential.BUDGET,
+                                              {arm: len(runs) for arm, runs in found.items()})
+            self.sweep = so_far(self.base, self.state)
+            return
+        if self.state.round > 0:
+            self._announce(todo)
+        self.queue.extend(todo)
+
+    def _affordable(self, runs: int) -> bool:
+        """Whether the round of ``runs`` runs fits the budget (said when it does not)."""
+        mean = run_seconds(self.sweep_dir, list(self.sweep.runs))
+        if self.budget_s is None or mean is None:
+            return True
+        needed = math.ceil(runs / max(1, self.slots)) * mean
+        if self.spent_s() + needed <= self.budget_s:
+            return True
+        self.log(f"seeds: the next round ({runs} runs, about {needed:.0f} s) would pass the "
+                 f"budget ({self.spent_s():.0f} of {self.budget_s:.0f} s spent); what is "
+                 "still open is reported as open")
+        return False
+
+    def _announce(self, todo: list[SweepRun]) -> None:
+        arms = self.state.arms
+        decided = [a for a in arms.values() if a.stopped]
+        outcome = ", ".join(f"{o} {sum(a.outcome == o for a in decided)}"
+                            for o in (sequential.WORSE, sequential.EQUIVALENT, sequential.BETTER)
+                            if any(a.outcome == o for a in decided))
+        self.log(f"seeds: look {self.state.round}: {len(decided)} of {len(arms)} arms decided"
+                 f"{f' ({outcome})' if outcome else ''}; one more seed for each of the "
+                 f"{len(arms) - len(decided)} open: {', '.join(r.id for r in todo)}")
+
+    def settled(self, run: SweepRun, outcome: Status) -> None:
+        self.in_flight.discard(run.id)
+        if outcome == Status.FAILED:
+            self.failed.add(run.id)
+        storage.write_json(self.sweep_dir / SEEDS_FILE, {"spent_s": round(self.spent_s(), 1)})
+
+    def spent_s(self) -> float:
+        return self.spent_before + time.monotonic() - self.started
+
+    def left(self) -> int:
+        return len(self.queue) + len(self.in_flight)

@@ -1,0 +1,116 @@
+"""The sequential decisions of ``--repeats auto`` on synthetic numbers: calibration under
+a true null with a look after every round, power, and runs saved against a fixed design."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cnnlab.sweep import sequential as seq
+
+SD = 0.02  # seed-to-seed spread of accuracy, about what small runs show
+DESIGN = seq.Design()
+
+
+def simulate(means, draws, design=DESIGN, sd=SD, seed=0):
+    """(outcomes per draw, mean runs per draw) of the race on normal draws."""
+    rng = np.random.default_rng(seed)
+    outcomes, runs = [], 0
+    for _ in range(draws):
+        values = rng.normal(means, sd, size=(design.max_repeats, len(means))).T
+        state = seq.replay({f"a{j}": dict(enumerate(v)) for j, v in enumerate(values)},
+                           design, higher_is_better=True)
+        outcomes.append({name: arm.outcome for name, arm in state.arms.items()})
+        runs += state.runs()
+    return outcomes, runs / draws
+
+
+def rate(outcomes, hit):
+    return sum(map(hit, outcomes)) / len(outcomes)
+
+
+def mc_bound(p, draws, z=3.0):
+    return p + z * math.sqrt(p * (1 - p) / draws)
+
+
+class Naive(seq.Design):
+    """The same race testing at the full alpha at every look: what the spending prevents."""
+
+    def level(self, look, arms):
+        return self.alpha
+
+
+@pytest.mark.parametrize(("arms", "draws"), [(2, 2000), (4, 600)])
+def test_null_family_wise_error_within_nominal(arms, draws):
+    outcomes, runs = simulate([0.5] * arms, draws)
+    false = rate(outcomes, lambda o: seq.WORSE in o.values())  # better comes only with it
+    assert false <= mc_bound(0.05, draws)
+    assert runs > arms * seq.Design().min_repeats  # undecided arms were given more seeds
+
+
+def test_looking_every_round_without_spending_inflates_the_error():
+    outcomes, _ = simulate([0.5, 0.5], 2000, design=Naive())
+    assert rate(outcomes, lambda o: seq.WORSE in o.values()) > mc_bound(0.05, 2000)
+
+
+def test_equivalence_at_the_margin_is_rarely_claimed():
+    outcomes, _ = simulate([0.5, 0.5 - seq.MARGIN], 2000, sd=0.004)
+    assert rate(outcomes, lambda o: o["a1"] == seq.EQUIVALENT) <= mc_bound(0.05, 2000)
+
+
+def test_power_against_a_stated_effect():
+    # 5 points apart with a seed spread of 2 points: found worse in most sweeps
+    outcomes, _ = simulate([0.5, 0.45], 1000)
+    assert rate(outcomes, lambda o: o["a1"] == seq.WORSE and o["a0"] == seq.BETTER) >= 0.9
+    # equal arms with a spread well inside the margin: found equivalent
+    outcomes, _ = simulate([0.5, 0.5], 1000, sd=0.003)
+    assert rate(outcomes, lambda o: o["a1"] == seq.EQUIVALENT) >= 0.9
+
+
+def test_same_decisions_as_the_fixed_maximum_with_fewer_runs():
+    means, draws = [0.5, 0.49, 0.40], 800
+    fixed = seq.Design(min_repeats=10, max_repeats=10)
+    adaptive, adaptive_runs = simulate(means, draws)
+    full, full_runs = simulate(means, draws, design=fixed)
+    assert full_runs == 30
+    assert adaptive_runs < full_runs - 6  # the far arm's 7 extra seeds, mostly
+    far = [a["a2"] == f["a2"] == seq.WORSE for a, f in zip(adaptive, full, strict=True)]
+    assert sum(far) / draws >= 0.95
+    close = [a["a1"] == f["a1"] for a, f in zip(adaptive, full, strict=True)]
+    assert sum(close) / draws >= 0.8
+
+
+def test_far_arm_stops_at_the_minimum_close_pair_goes_on():
+    ended = {"best": dict(enumerate([0.50, 0.52, 0.48, 0.51, 0.49, 0.50])),
+             "close": dict(enumerate([0.49, 0.51, 0.47, 0.52, 0.50, 0.48])),
+             "far": dict(enumerate([0.10, 0.11, 0.10]))}
+    state = seq.replay(ended, seq.Design(min_repeats=3, max_repeats=6), True)
+    assert state.arms["far"] == seq.Arm(seq.WORSE, 3, seq.DECIDED)
+    assert state.arms["close"] == seq.Arm(seq.INCONCLUSIVE, 6, seq.MAX_REPEATS)
+    assert state.arms["best"].seeds == 6 and state.done
+
+
+def test_a_round_in_progress_waits_for_its_runs():
+    ended = {"a": {0: 0.5, 1: 0.52, 2: 0.51, 3: 0.5}, "b": {0: 0.5, 1: 0.49, 2: 0.51}}
+    state = seq.replay(ended, seq.Design(), True)  # b's 4th seed has not ended yet
+    assert state.wanted == {"a": 4, "b": 4} and not state.done and state.round == 1
+    ended["b"][3] = None  # it ended without a value (diverged): the next look is taken
+    assert seq.replay(ended, seq.Design(), True).wanted == {"a": 5, "b": 5}
+
+
+def test_lower_is_better_and_arms_without_values():
+    ended = {"low": dict(enumerate([0.9, 0.91, 0.9])), "high": dict(enumerate([2.0, 2.1, 2.05])),
+             "diverged": {0: None, 1: None, 2: None}}
+    state = seq.replay(ended, seq.Design(), higher_is_better=False)
+    assert {n: a.outcome for n, a in state.arms.items()} == {
+        "low": seq.BETTER, "high": seq.WORSE, "diverged": seq.WORSE}
+
+
+def test_spending_adds_up_to_alpha():
+    design = seq.Design(min_repeats=3, max_repeats=10)
+    levels = [design.level(k, 2) for k in range(design.looks)]
+    assert math.isclose(sum(levels), 0.05) and levels[0] > levels[1] > 0
+    assert seq.compare([1, 2], [1, 2], higher_is_better=True, margin=0.01, alpha=0.05) in (
+        seq.INCONCLUSIVE, seq.EQUIVALENT)
