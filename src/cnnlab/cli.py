@@ -90,9 +90,11 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
     """
     cfg = load_config(config, overrides)
     from cnnlab.runs import storage
+    from cnnlab.training import arithmetic
 
     if resume:  # refuse a wrong output folder before TensorFlow is loaded
         storage.check_resumable(out, cfg.to_dict())
+        arithmetic.check_resumable(out)
     elif out is not None:
         storage.check_out_dir(out)
     import cnnlab

@@ -341,8 +341,8 @@ class TrainConfig:
         None, _optional(_int(1)),
         "patience in epochs on validation loss (null: off); the checkpoint stays the best "
         "by validation accuracy")
-    shuffle: bool = setting(True, _bool, "shuffle the training set: one order drawn from "
-                            "the seed, the same every epoch (as Keras' fit does under a seed)")
+    shuffle: bool = setting(True, _bool, "shuffle the training set before every epoch: "
+                            "each epoch's order drawn from the seed and the epoch (resumable)")
     deterministic: bool = setting(True, _bool, "TensorFlow op determinism (bit-identical "
                                   "reruns)")
     verbose: int = setting(2, _choice(0, 1, 2), "Keras progress: 0 silent, 1 progress bar, "
