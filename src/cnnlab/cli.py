@@ -392,7 +392,7 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
 
     plan = study.plan(overrides, repeats)
     if dry_run:
-        study.dry_run(plan, log=click.echo)
+        study.dry_run(plan, log=click.echo, jobs=jobs)
         return
     study.run(plan, out, log=click.echo, jobs=jobs)
 

@@ -87,7 +87,8 @@ def test_dry_run_lists_every_run_and_estimates_the_time(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["reproduce", "--dry-run", *TINY])
     assert result.exit_code == 0, result.output
     assert "sweep batch-size (batch-size): 27 runs (9 arms x 3 repeats" in result.output
-    assert "105 runs in 6 sweeps; estimated time on this machine: about " in result.output
+    assert "105 runs in 6 sweeps; estimated time on this machine with --jobs 1: about " \
+        in result.output
     assert not (tmp_path / "outputs").exists()
 
 

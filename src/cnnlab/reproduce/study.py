@@ -12,8 +12,6 @@ folder under the study's folder and resumes like any sweep.
 from __future__ import annotations
 
 import json
-import math
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,51 +58,20 @@ def plan(overrides: Iterable[str] = (), repeats: int = 3) -> Study:
     return Study(tuple(sweeps), overrides, repeats)
 
 
-def dry_run(study: Study, log: Log = print) -> None:
-    """List every run and estimate the total time from this machine's measured speed."""
+def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
+    """List every run and estimate the total time with ``--jobs jobs`` from this
+    machine's speed, measured in each run's own setting (:mod:`cnnlab.sweep.estimate`)."""
+    from cnnlab.sweep import estimate, executors
+
     for sweep in study.sweeps:
         log(describe(sweep))
-    total = sum(len(s.runs) for s in study.sweeps)
-    seconds = estimate_seconds(study, log)
-    log(f"\n{total} runs in {len(study.sweeps)} sweeps; estimated time on this machine: "
-        f"about {sweep_runner.format_duration(seconds)} (measured step times, plus "
-        f"{RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)")
-
-
-RUN_OVERHEAD_S = 3.0
-
-
-def estimate_seconds(study: Study, log: Log = print) -> float:
-    """Steps of every run times the step time measured here for its batch size (the best
-    model, a short timed fit per batch size), plus a fixed cost per run."""
     planned = [r.config for s in study.sweeps for r in s.runs]
-    step_s = {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
-    total = 0.0
-    for config in planned:
-        train = config.data.train_size or 45_000
-        steps = math.ceil(train / config.train.batch_size) * config.train.epochs
-        total += steps * step_s[config.train.batch_size] * 1.15 + RUN_OVERHEAD_S  # + val
-    return total
-
-
-def _measure_step(batch: int) -> float:
-    from cnnlab.backend import runtime
-
-    runtime.select_default()
-    from cnnlab.backend.tf import keras
-    from cnnlab.config.schema import load_config
-    from cnnlab.training.model import build_model
-
-    model = build_model(load_config("best").model, (32, 32, 3), 10)
-    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=64)
-    steps = max(8, min(64, 2048 // batch))
-    x = np.random.default_rng(0).normal(size=(steps * batch, 32, 32, 3)).astype("float32")
-    y = np.zeros(len(x), dtype="int64")
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # traces the graph
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    keras.backend.clear_session()
-    return (time.perf_counter() - start) / steps
+    at_once, _ = executors.jobs_for(jobs, planned)
+    seconds = estimate.seconds(planned, at_once)
+    log(f"\n{len(planned)} runs in {len(study.sweeps)} sweeps; estimated time on this "
+        f"machine with --jobs {jobs}: about {sweep_runner.format_duration(seconds)} (each "
+        f"batch size's step time measured in its runs' CPU settings, plus tracing and "
+        f"{estimate.RUN_OVERHEAD_S:.1f} s per run for evaluation, checkpoints and pages)")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:

@@ -277,7 +277,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     _note_settings(config, log)
     _seed_everything(config)
     with phases("build"):
-        model = _compiled_model(config, data)
+        model = compiled_model(config, data)
     storage.check_free_space(Path(out_dir) if out_dir is not None else Path(outputs_root),
                           model.count_params())
     run_dir = Path(out_dir) if resume else storage.new_run_dir(out_dir, config.name, outputs_root)
@@ -296,7 +296,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     return load.read_run(run_dir)
 
 
-def _compiled_model(config: Config, data: Dataset) -> keras.Model:
+def compiled_model(config: Config, data: Dataset) -> keras.Model:
     loss, metric = optimization.loss_and_metric(config.train)
     # train.distribute: mirrored -> MirroredStrategy; train.mixed_precision -> float16 layers
     with distribute.scope(config.train), optimization.precision(
@@ -331,7 +331,7 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     try:
         with phases("fit"):
             model.fit(
-                **_training_inputs(config, model, data, randomness.variable),
+                **training_inputs(config, model, data, randomness.variable),
                 epochs=config.train.epochs, shuffle=False, verbose=config.train.verbose,
                 callbacks=[randomness,
                            *_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
@@ -349,7 +349,7 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     return recorder.rows
 
 
-def _training_inputs(config: Config, model: keras.Model, data: Dataset,
+def training_inputs(config: Config, model: keras.Model, data: Dataset,
                      order: tf.Variable) -> dict[str, Any]:
     """What ``fit`` trains and validates on, in the epoch's ``order``
     (:mod:`cnnlab.training.epoch_randomness`): the training images' indices when the
