@@ -30,7 +30,13 @@ WORKER_START_S = 5.0  # a worker process importing TensorFlow
 def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
     """The estimated wall seconds of training ``configs`` with up to ``at_once`` runs at
     once (:func:`cnnlab.sweep.executors.jobs_for`), their speeds measured here, now."""
-    speeds = _measured(configs)
+    return laid_out(configs, measured(configs), at_once)
+
+
+def laid_out(configs: Sequence[Config], speeds: dict[int, tuple[float, float]],
+             at_once: int) -> float:
+    """Wall seconds of ``configs`` at ``speeds`` (per batch size: seconds per step,
+    tracing seconds): one-thread runs ``at_once`` side by side, the others one by one."""
     alone = side_by_side = 0.0
     for config in configs:
         step_s, tracing_s = speeds[config.train.batch_size]
@@ -44,7 +50,7 @@ def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
     return alone + side_by_side / max(1, at_once) + WORKER_START_S * groups
 
 
-def _measured(configs: Sequence[Config]) -> dict[int, tuple[float, float]]:
+def measured(configs: Sequence[Config]) -> dict[int, tuple[float, float]]:
     """Per batch size: (seconds per step, tracing seconds), each measured in a fresh
     process with the CPU settings its runs want."""
     first: dict[int, Config] = {}
