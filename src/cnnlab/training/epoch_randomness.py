@@ -79,5 +79,7 @@ def dataset(x: np.ndarray, y: np.ndarray, order: tf.Variable,
     the epoch's pass (after :class:`EpochRandomness` has set it)."""
     images, targets = tf.constant(x), tf.constant(y)
     steps = math.ceil(len(x) / batch_size)
+    # prefetched within the epoch only: fit makes a new iterator for every epoch
     return tf.data.Dataset.range(steps).map(
-        lambda k: batch(images, targets, order.value(), k, batch_size))
+        lambda k: batch(images, targets, order.value(), k, batch_size)
+    ).prefetch(tf.data.AUTOTUNE)
