@@ -19,19 +19,20 @@ def config(batch: int, threads: int, epochs: int = 2):
 
 def test_one_thread_runs_share_the_cores_and_all_core_runs_go_alone() -> None:
     runs = [config(4, 1), config(4, 1), config(100, 0)]
-    speeds = {4: (0.002, 0.5), 100: (0.03, 1.0)}
-    one = 250 * 2 * 0.002 + 0.5 + estimate.RUN_OVERHEAD_S  # 250 steps, 2 epochs
-    alone = 10 * 2 * 0.03 + 1.0 + estimate.RUN_OVERHEAD_S
-    workers = 2 * estimate.WORKER_START_S  # two settings groups
-    assert estimate.laid_out(runs, speeds, 1) == pytest.approx(2 * one + alone + workers)
-    assert estimate.laid_out(runs, speeds, 2) == pytest.approx(one + alone + workers)
+    speeds = {4: (0.002, 0.5, 3.0), 100: (0.03, 1.0, 4.0)}
+    one = 250 * 2 * 0.002 + 0.5 + 3.0  # 250 steps, 2 epochs, tracing, the rest
+    alone = 10 * 2 * 0.03 + 1.0 + 4.0
+    assert estimate.laid_out(runs, speeds, 7.0, 1) == pytest.approx(7.0 + 2 * one + alone)
+    assert estimate.laid_out(runs, speeds, 7.0, 2) == pytest.approx(7.0 + one + alone)
 
 
 def test_each_batch_size_is_measured_in_a_worker_with_its_runs_settings(tiny_config) -> None:
     runs = [tiny_config("baseline", **{"train.batch_size": 2}),  # oneDNN off, one thread
             tiny_config("baseline", **{"train.batch_size": 2, "seed": 1}),
             tiny_config("baseline", **{"train.batch_size": 64, "train.threads": 0})]
-    speeds = estimate.measured(runs)
+    speeds, starts_s = estimate.measured(runs)
     assert sorted(speeds) == [2, 64]
-    for step_s, tracing_s in speeds.values():
+    for step_s, tracing_s, overhead_s in speeds.values():
         assert 0 < step_s < 10 and math.isfinite(tracing_s) and tracing_s >= 0
+        assert overhead_s > 0
+    assert starts_s > 0  # two workers started: one per settings group

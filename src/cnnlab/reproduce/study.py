@@ -70,8 +70,8 @@ def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
     seconds = estimate.seconds(planned, at_once)
     log(f"\n{len(planned)} runs in {len(study.sweeps)} sweeps; estimated time on this "
         f"machine with --jobs {jobs}: about {sweep_runner.format_duration(seconds)} (each "
-        f"batch size's step time measured in its runs' CPU settings, plus tracing and "
-        f"{estimate.RUN_OVERHEAD_S:.1f} s per run for evaluation, checkpoints and pages)")
+        "batch size's steps, tracing, test evaluation and checkpoints measured in its runs' "
+        "CPU settings)")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:

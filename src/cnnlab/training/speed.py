@@ -10,10 +10,14 @@ in a process with the run's own CPU settings (:mod:`cnnlab.backend.runtime`).
 from __future__ import annotations
 
 import math
+import tempfile
+import time
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from cnnlab.backend.tf import keras
 from cnnlab.config.schema import Config
 from cnnlab.data.dataset import Dataset
 from cnnlab.training import epoch_randomness, graph_batches, loop
@@ -21,14 +25,18 @@ from cnnlab.training.timing import EpochTimer
 
 MIN_IMAGES = 2048  # enough steps per timed epoch to average out the clock
 CLASSES = 10
+# A run's data from the cache, figures and page: not measured here (about 1-2 s on the
+# 2-core machine, metrics.json -> phases)
+UNMEASURED_S = 1.5
 
 
 class Speed(NamedTuple):
-    """Seconds per optimizer step of a steady epoch, its validation share included, and
-    the first epoch's extra seconds (graph tracing)."""
+    """Seconds per optimizer step of a steady epoch, its validation share included; the
+    first epoch's extra seconds (graph tracing); the run's seconds outside its epochs."""
 
     step_s: float
     tracing_s: float
+    overhead_s: float
 
 
 def measure(config: Config) -> Speed:
@@ -51,4 +59,24 @@ def measure(config: Config) -> Speed:
     finally:
         graph_batches.remove(model)
     first, steady = (row["epoch_s"] for row in timer.rows)
-    return Speed(steady / math.ceil(samples / cfg.batch_size), max(0.0, first - steady))
+    return Speed(steady / math.ceil(samples / cfg.batch_size), max(0.0, first - steady),
+                 _overhead(config, model, rng))
+
+
+def _overhead(config: Config, model: keras.Model, rng: np.random.Generator) -> float:
+    """The test evaluation (a prediction of every test image) and the checkpoints (the
+    backup of every epoch, written twice; the best model at about half the epochs)."""
+    height, width = config.data.image_size or (32, 32)
+    test = rng.normal(size=(config.data.test_size or 10_000, height, width, 3))
+    start = time.perf_counter()
+    model.predict(test.astype(np.float32), batch_size=max(config.train.batch_size, 256),
+                  verbose=0)
+    predicted = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_weights(Path(folder) / "backup.weights.h5")
+        backup = time.perf_counter()
+        model.save(Path(folder) / "model.keras")
+        best = time.perf_counter()
+    epochs = config.train.epochs
+    return ((predicted - start) + 2 * epochs * (backup - predicted)
+            + math.ceil(epochs / 2) * (best - backup) + UNMEASURED_S)
