@@ -313,6 +313,9 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
+@click.option("--estimate", is_flag=True,
+              help="With --dry-run: also estimate the wall time with --jobs, from speeds "
+                   "measured here in each run's own CPU settings (takes a minute or two).")
 @click.option("--repeats", type=int, default=None, metavar="N",
               help="Train each arm N times (seeds s..s+N-1, the same split); default: the "
                    "sweep file's repeats, else 1.")
@@ -336,7 +339,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | None, trials: int | None,
+                  estimate: bool, repeats: int | None, trials: int | None,
                   backend: str, address: str | None, cpus_per_run: float,
                   gpus_per_run: float, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
@@ -349,6 +352,10 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     spec = load_sweep(sweep, overrides, repeats, trials)
     if dry_run:
         click.echo(describe(spec))
+        if estimate and spec.runs:
+            from cnnlab.sweep.estimate import describe as describe_time
+
+            click.echo(describe_time([r.config for r in spec.runs], jobs))
         return
     options = None
     if backend == "ray":

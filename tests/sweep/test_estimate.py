@@ -36,3 +36,18 @@ def test_each_batch_size_is_measured_in_a_worker_with_its_runs_settings(tiny_con
         assert 0 < step_s < 10 and math.isfinite(tracing_s) and tracing_s >= 0
         assert overhead_s > 0
     assert starts_s > 0  # two workers started: one per settings group
+
+
+def test_sweep_dry_run_estimates_only_when_asked(sample_archive, cache_dir) -> None:
+    from click.testing import CliRunner
+
+    from cnnlab.cli import main
+
+    args = ["sweep", "batch-size", "--dry-run", "--set", "train.epochs=1",
+            "--set", "data.train_size=200", "--set", "data.val_size=100",
+            "--set", f"data.path={sample_archive}", "--set", f"data.cache_dir={cache_dir}"]
+    listed = CliRunner().invoke(main, args)
+    assert listed.exit_code == 0 and "estimated time" not in listed.output
+    estimated = CliRunner().invoke(main, [*args, "--estimate", "--jobs", "auto"])
+    assert estimated.exit_code == 0, estimated.output
+    assert "estimated time on this machine with --jobs auto: about " in estimated.output

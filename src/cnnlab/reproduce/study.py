@@ -25,7 +25,6 @@ from cnnlab.errors import RunError
 from cnnlab.reproduce import verdicts
 from cnnlab.runs import layout, load, storage
 from cnnlab.sweep import results
-from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.spec import Sweep, describe, load_sweep, sweep_from_dict
 
 Log = Callable[[str], None]
@@ -61,17 +60,13 @@ def plan(overrides: Iterable[str] = (), repeats: int = 3) -> Study:
 def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
     """List every run and estimate the total time with ``--jobs jobs`` from this
     machine's speed, measured in each run's own setting (:mod:`cnnlab.sweep.estimate`)."""
-    from cnnlab.sweep import estimate, executors
+    from cnnlab.sweep import estimate
 
     for sweep in study.sweeps:
         log(describe(sweep))
     planned = [r.config for s in study.sweeps for r in s.runs]
-    at_once, _ = executors.jobs_for(jobs, planned)
-    seconds = estimate.seconds(planned, at_once)
-    log(f"\n{len(planned)} runs in {len(study.sweeps)} sweeps; estimated time on this "
-        f"machine with --jobs {jobs}: about {sweep_runner.format_duration(seconds)} (each "
-        "batch size's steps, tracing, test evaluation and checkpoints measured in its runs' "
-        "CPU settings)")
+    log(f"\n{len(planned)} runs in {len(study.sweeps)} sweeps; "
+        f"{estimate.describe(planned, jobs)}")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:

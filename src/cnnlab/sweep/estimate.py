@@ -21,8 +21,18 @@ from concurrent.futures import ProcessPoolExecutor
 
 from cnnlab.backend import runtime
 from cnnlab.config.schema import Config
+from cnnlab.sweep import executors
+from cnnlab.sweep.runner import format_duration
 
 Speeds = tuple[float, float, float]  # step, tracing, rest of a run (training.speed.Speed)
+
+
+def describe(configs: Sequence[Config], jobs: int | str) -> str:
+    """The dry run's line: the estimated wall time of ``configs`` with ``--jobs jobs``."""
+    at_once, _ = executors.jobs_for(jobs, configs)
+    return (f"estimated time on this machine with --jobs {jobs}: about "
+            f"{format_duration(seconds(configs, at_once))} (each batch size's steps, tracing, "
+            "test evaluation and checkpoints measured in its runs' CPU settings)")
 
 
 def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
