@@ -129,9 +129,11 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
     """
     cfg = load_config(config, overrides)
     from cnnlab.runs import storage
+    from cnnlab.training import arithmetic
 
     if resume:  # refuse a wrong output folder before TensorFlow is loaded
         storage.check_resumable(out, cfg.to_dict())
+        arithmetic.check_resumable(out)
     elif out is not None:
         storage.check_out_dir(out)
     import cnnlab
@@ -383,6 +385,9 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Sweep folder (default outputs/sweep-<name>-<timestamp>); give the same "
                    "folder again to resume an interrupted sweep.")
 @click.option("--dry-run", is_flag=True, help="List the runs and their overrides; train nothing.")
+@click.option("--estimate", is_flag=True,
+              help="With --dry-run: also estimate the wall time with --jobs, from speeds "
+                   "measured here in each run's own CPU settings (takes a minute or two).")
 @click.option("--repeats", type=REPEATS, default=None, metavar="N|auto",
               help="Train each arm N times (seeds s..s+N-1, the same split); auto: "
                    "3 seeds each, then one more per round for each arm still undecided "
@@ -417,7 +422,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "and the memory available. Results are the same as with 1.")
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
-                  repeats: int | str | None, min_repeats: int | None,
+                  estimate: bool, repeats: int | str | None, min_repeats: int | None,
                   max_repeats: int | None, budget: str | None, trials: int | None,
                   margin: float | None, vary_split: bool | None,
                   backend: str, address: str | None, cpus_per_run: float,
@@ -437,11 +442,13 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
                           "file); a fixed number of repeats runs every seed")
     if dry_run:
         click.echo(describe(spec))
-        if spec.adaptive:  # the time of the fewest and of the most runs
-            from cnnlab.reproduce.study import estimate_lines, minimum_runs
+        if spec.runs and (estimate or spec.adaptive):  # least and most runs, timed here
+            from cnnlab.sweep import estimate as estimates
+            from cnnlab.sweep.spec import minimum_runs
 
-            click.echo("\n".join(estimate_lines([minimum_runs(spec)], [list(spec.runs)],
-                                                 "in this sweep")))
+            click.echo("\n".join(estimates.lines(
+                [r.config for r in minimum_runs(spec)], [r.config for r in spec.runs],
+                "in this sweep", jobs)))
         return
     from cnnlab.reproduce.table1 import write_table1
     from cnnlab.sweep.executors import local_options
@@ -505,7 +512,7 @@ def reproduce(repeats: int | str, min_repeats: int | None, max_repeats: int | No
     plan = study.plan(overrides, repeats, (min_repeats, max_repeats), budget_s, margin,
                       vary_split=not same_split)
     if dry_run:
-        study.dry_run(plan, log=click.echo)
+        study.dry_run(plan, log=click.echo, jobs=jobs)
         return
     study.run(plan, out, log=click.echo, jobs=jobs)
 

@@ -78,7 +78,8 @@ def test_repeats_train_each_arm_with_the_next_seeds_on_one_split() -> None:
     assert {r.config.data.split_seed for r in sweep.runs} == {7}
     assert sweep.arms == ["001-a", "002-b"] and sweep.repeats == 3
     assert describe(sweep).splitlines()[0] == (
-        "sweep sweep (sweep): 6 runs (2 arms x 3 repeats, seeds 7..9, one split; equivalence margin 0.01)")
+        "sweep sweep (sweep): 6 runs (2 arms x 3 repeats, seeds 7..9, one split; equivalence "
+        "margin 0.01)")
     assert [(r["id"], r["arm"], r["repeat"]) for r in sweep.record()["runs"]][:2] == [
         ("001-a-r0", "001-a", 0), ("001-a-r1", "001-a", 1)]
 

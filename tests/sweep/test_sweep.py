@@ -298,6 +298,18 @@ def test_resume_after_a_kill_keeps_finished_runs(tmp_path: Path, sample_archive:
                                        "--set", "seed=5"])
     assert result.exit_code == 2 and "was made with a different config (seed)" in result.output
 
+    # a finished run of an older reference arithmetic: not resumed beside new runs
+    from cnnlab.training.arithmetic import ARITHMETIC
+
+    metrics = json.loads((first / "metrics.json").read_text())
+    assert metrics["arithmetic"] == ARITHMETIC
+    del metrics["arithmetic"]  # as every run recorded before the version was
+    (first / "metrics.json").write_text(json.dumps(metrics))
+    result = CliRunner().invoke(main, ["sweep", str(path), "--out", str(out)])
+    assert result.exit_code == 2
+    assert (f"run {first.name} was trained with arithmetic 1, this cnnlab uses {ARITHMETIC}"
+            in result.output) and "new --out folder" in result.output
+
 
 def test_augmentation_layers_train_only_and_keep_reference_parameter_counts() -> None:
     from cnnlab.training.model import build_model, trainable_params

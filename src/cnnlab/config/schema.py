@@ -186,8 +186,8 @@ class TrainConfig:
         None, optional(whole(1)),
         "patience in epochs on validation loss (null: off); the checkpoint stays the best "
         "by validation accuracy")
-    shuffle: bool = setting(True, flag, "shuffle the training set: one order drawn from "
-                            "the seed, the same every epoch (as Keras' fit does under a seed)")
+    shuffle: bool = setting(True, flag, "shuffle the training set before every epoch: "
+                            "each epoch's order drawn from the seed and the epoch (resumable)")
     deterministic: bool = setting(True, flag, "TensorFlow op determinism (bit-identical "
                                   "reruns)")
     verbose: int = setting(2, one_of(0, 1, 2), "Keras progress: 0 silent, 1 progress bar, "

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,7 @@ from cnnlab.runs import layout, load, storage
 from cnnlab.sweep import results
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep.executors import LocalOptions
-from cnnlab.sweep.spec import Sweep, describe, load_sweep, sweep_from_dict
+from cnnlab.sweep.spec import Sweep, describe, load_sweep, minimum_runs, sweep_from_dict
 
 Log = Callable[[str], None]
 STUDY_SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization")
@@ -73,12 +72,6 @@ class Study:
             len(minimum_runs(s)) for s in self.sweeps)
 
 
-def minimum_runs(sweep: Sweep) -> list[Any]:
-    """The runs a sweep trains at least (with adaptive seeds: the minimum of each arm)."""
-    low = sweep.adaptive.min_repeats if sweep.adaptive else sweep.repeats
-    return [r for r in sweep.runs if r.repeat < low]
-
-
 def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
          seeds: tuple[int | None, int | None] = (None, None),
          budget_s: float | None = None, margin: float | None = None,
@@ -96,71 +89,20 @@ def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
                  budget_s if sweeps[0].adaptive else None, vary_split)
 
 
-def dry_run(study: Study, log: Log = print) -> None:
-    """List every run and estimate the total time from this machine's measured speed."""
+def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
+    """List every run and estimate the total time with ``--jobs jobs`` from this
+    machine's speed, measured in each run's own setting (:mod:`cnnlab.sweep.estimate`)."""
+    from cnnlab.sweep import estimate
+
     for sweep in study.sweeps:
         log(describe(sweep))
-    for line in estimate_lines([minimum_runs(s) for s in study.sweeps],
-                               [list(s.runs) for s in study.sweeps],
-                               f"in {len(study.sweeps)} sweeps"):
+    configs = [[r.config for s in study.sweeps for r in runs(s)]
+               for runs in (minimum_runs, lambda s: s.runs)]
+    for line in estimate.lines(*configs, f"in {len(study.sweeps)} sweeps", jobs):
         log(line)
     if study.budget_s is not None:
         log(f"budget: {sweep_runner.format_duration(study.budget_s)}; no round of extra "
             "seeds starts that would pass it")
-
-
-RUN_OVERHEAD_S = 3.0
-
-
-def estimate_lines(least: list[list[Any]], most: list[list[Any]], where: str) -> list[str]:
-    """The runs at least and at most (sweep runs, by sweep) and the time estimated here
-    for each; one line when they are the same."""
-    least = [r.config for runs in least for r in runs]
-    most = [r.config for runs in most for r in runs]
-    step_s = measure_steps(most)
-    counts = ((least, "at least"), (most, "at most")) if len(least) < len(most) \
-        else ((most, "in all"),)
-    return [""] + [
-        f"{len(runs)} runs {which} {where}; estimated time on this machine: about "
-        f"{sweep_runner.format_duration(estimate_seconds(runs, step_s))} (measured step "
-        f"times, plus {RUN_OVERHEAD_S:.0f} s per run for evaluation, plots and pages)"
-        for runs, which in counts]
-
-
-def measure_steps(planned: list[Any]) -> dict[int, float]:
-    """The step time measured here for each batch size of the runs."""
-    return {b: _measure_step(b) for b in sorted({c.train.batch_size for c in planned})}
-
-
-def estimate_seconds(planned: list[Any], step_s: dict[int, float]) -> float:
-    """Steps of every run times the step time measured here for its batch size (the best
-    model, a short timed fit per batch size), plus a fixed cost per run."""
-    total = 0.0
-    for config in planned:
-        train = config.data.train_size or 45_000
-        steps = layout.steps_per_epoch(train, config.train.batch_size) * config.train.epochs
-        total += steps * step_s[config.train.batch_size] * 1.15 + RUN_OVERHEAD_S  # + val
-    return total
-
-
-def _measure_step(batch: int) -> float:
-    from cnnlab.backend import runtime
-
-    runtime.select_default()
-    from cnnlab.backend.tf import keras
-    from cnnlab.config.files import load_config
-    from cnnlab.training.model import build_model
-
-    model = build_model(load_config("best").model, (32, 32, 3), 10)
-    model.compile("adam", "sparse_categorical_crossentropy", steps_per_execution=64)
-    steps = max(8, min(64, 2048 // batch))
-    x = np.random.default_rng(0).normal(size=(steps * batch, 32, 32, 3)).astype("float32")
-    y = np.zeros(len(x), dtype="int64")
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)  # traces the graph
-    start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-    keras.backend.clear_session()
-    return (time.perf_counter() - start) / steps
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:

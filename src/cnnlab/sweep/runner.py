@@ -35,6 +35,7 @@ from cnnlab.runs import layout, storage
 from cnnlab.runs.layout import Status
 from cnnlab.sweep import results
 from cnnlab.sweep.spec import Sweep, SweepRun, format_overrides
+from cnnlab.training import arithmetic
 
 Log = Callable[[str], None]
 ATTEMPTS = 2  # a failed run is tried once more in the same sweep
@@ -301,6 +302,8 @@ def _check_resumable(sweep: Sweep, path: Path) -> None:
         raise RunError(f"{record}: damaged; put back the file the sweep wrote, or choose a "
                        "new --out folder") from None
     old = old if isinstance(old, dict) else {}
+    arithmetic.check_sweep_resumable(path, sorted(
+        p for p in path.iterdir() if p.is_dir() and storage.is_finished(p)))
     if old.get("search") or sweep.search:
         _check_same_search(old, sweep, path)
         return

@@ -258,6 +258,12 @@ def _search(raw: Mapping[str, Any], trials: int | None, origin: str
     return search, space
 
 
+def minimum_runs(sweep: Sweep) -> list[SweepRun]:
+    """The runs a sweep trains at least (with adaptive seeds: the minimum of each arm)."""
+    low = sweep.adaptive.min_repeats if sweep.adaptive else sweep.repeats
+    return [r for r in sweep.runs if r.repeat < low]
+
+
 def trial_run(sweep: Sweep, number: int, params: Mapping[str, Any],
               trial: TrialRef | None = None) -> SweepRun:
     """Trial ``number`` (from 0) of a search with the sampled ``params``: run

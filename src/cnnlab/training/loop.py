@@ -31,7 +31,9 @@ from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
 from cnnlab.training import (
     analysis,
+    arithmetic,
     distribute,
+    epoch_randomness,
     graph_batches,
     optimization,
     sizes,
@@ -253,6 +255,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     """
     if resume:
         storage.check_resumable(out_dir, config.to_dict())
+        arithmetic.check_resumable(out_dir)
     elif out_dir is not None:
         storage.check_out_dir(out_dir)
     if config.tracking.mlflow:
@@ -266,7 +269,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     _note_settings(config, log)
     _seed_everything(config)
     with phases("build"):
-        model = _compiled_model(config, data)
+        model = compiled_model(config, data)
     storage.check_free_space(Path(out_dir) if out_dir is not None else Path(outputs_root),
                           model.count_params())
     run_dir = Path(out_dir) if resume else storage.new_run_dir(out_dir, config.name, outputs_root)
@@ -285,7 +288,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     return load.read_run(run_dir)
 
 
-def _compiled_model(config: Config, data: Dataset) -> keras.Model:
+def compiled_model(config: Config, data: Dataset) -> keras.Model:
     loss, metric = optimization.loss_and_metric(config.train)
     # train.distribute: mirrored -> MirroredStrategy; train.mixed_precision -> float16 layers
     with distribute.scope(config.train), optimization.precision(
@@ -301,7 +304,8 @@ def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: D
                       done_rows: list[dict[str, Any]], log: Log) -> None:
     storage.write_atomic(run_dir / layout.CONFIG_FILE, config.to_yaml())
     storage.write_atomic(run_dir / layout.SUMMARY_FILE, format_layer_table(model) + "\n")
-    storage.write_json(run_dir / layout.STATUS_FILE, {"status": Status.RUNNING})
+    storage.write_json(run_dir / layout.STATUS_FILE, {"status": Status.RUNNING,
+                                                      arithmetic.KEY: arithmetic.ARITHMETIC})
     log(f"run folder: {run_dir}"
         + (f" (resuming after epoch {len(done_rows)})" if done_rows else ""))
     log(f"data: {data.record['origin']} {data.record['location']} -- train "
@@ -314,15 +318,15 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / layout.HISTORY_FILE, timer, done_rows)
-    x_train, y_train, validation = _training_inputs(config, model, data)
+    randomness = epoch_randomness.EpochRandomness(config.seed, len(data.y_train),
+                                                  config.train.shuffle)
     try:
         with phases("fit"):
             model.fit(
-                x_train, y_train,
-                batch_size=config.train.batch_size, epochs=config.train.epochs,
-                validation_data=validation,
-                shuffle=config.train.shuffle, verbose=config.train.verbose,
-                callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
+                **training_inputs(config, model, data, randomness.variable),
+                epochs=config.train.epochs, shuffle=False, verbose=config.train.verbose,
+                callbacks=[randomness,
+                           *_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
                            pruner],
             )
     except OSError as exc:
@@ -338,18 +342,22 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     return recorder.rows
 
 
-def _training_inputs(config: Config, model: keras.Model, data: Dataset
-                     ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
-    """What ``fit`` trains and validates on: the arrays, or the training images' indices
-    when the batches are sliced in the graph (:mod:`cnnlab.training.graph_batches`)."""
+def training_inputs(config: Config, model: keras.Model, data: Dataset,
+                     order: tf.Variable) -> dict[str, Any]:
+    """What ``fit`` trains and validates on, in the epoch's ``order``
+    (:mod:`cnnlab.training.epoch_randomness`): the training images' indices when the
+    batches are sliced in the graph (:mod:`cnnlab.training.graph_batches`), else their
+    batches."""
     cfg, samples = config.train, len(data.y_train)
     targets = optimization.targets(cfg, data.y_train, data.num_classes)
     validation = (data.x_val, optimization.targets(cfg, data.y_val, data.num_classes))
+    feed = {"validation_data": validation, "validation_batch_size": cfg.batch_size}
     if graph_batches.applies(cfg, model.steps_per_execution, samples, len(data.y_val)):
         indices = graph_batches.install(model, (data.x_train, targets), validation,
-                                        cfg.batch_size, cfg.shuffle)
-        return indices, targets, validation
-    return data.x_train, targets, validation
+                                        cfg.batch_size, order)
+        return {"x": indices, "y": targets, "batch_size": cfg.batch_size, **feed}
+    batches = epoch_randomness.dataset(data.x_train, targets, order, cfg.batch_size)
+    return {"x": batches, **feed}
 
 
 def _split_fit_time(phases: Phases, epoch_seconds: list[float]) -> None:
@@ -371,6 +379,7 @@ def _mark_interrupted(run_dir: Path) -> None:
         storage.write_csv(run_dir / layout.HISTORY_FILE, kept, layout.HISTORY_COLUMNS)
         storage.write_json(run_dir / layout.STATUS_FILE, {
             "status": Status.INTERRUPTED, "epochs_completed": len(kept),
+            arithmetic.KEY: arithmetic.ARITHMETIC,
             "resume_with": "cnnlab train CONFIG --out RUN_DIR --resume (same CONFIG and --set)"})
     except OSError:
         pass  # the disk is full: the backup still says where to resume
@@ -399,6 +408,7 @@ def _finish(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
             test = _test_metrics(best_model, data, config.train.batch_size)
     metrics = {
         "status": status,
+        arithmetic.KEY: arithmetic.ARITHMETIC,
         "epochs_run": len(rows),
         "best_val_accuracy": rows[best - 1]["val_accuracy"],
         "best_epoch": best,

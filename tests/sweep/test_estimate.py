@@ -1,0 +1,53 @@
+"""--dry-run time estimates: the runs laid out as --jobs trains them, speeds measured in
+each run's own CPU settings."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cnnlab.config.schema import load_config
+from cnnlab.sweep import estimate
+
+
+def config(batch: int, threads: int, epochs: int = 2):
+    return load_config("baseline", {"train.batch_size": batch, "train.threads": threads,
+                                    "train.onednn": batch >= 4, "train.epochs": epochs,
+                                    "data.train_size": 1000})
+
+
+def test_one_thread_runs_share_the_cores_and_all_core_runs_go_alone() -> None:
+    runs = [config(4, 1), config(4, 1), config(100, 0)]
+    speeds = {4: (0.002, 0.5, 3.0), 100: (0.03, 1.0, 4.0)}
+    one = 250 * 2 * 0.002 + 0.5 + 3.0  # 250 steps, 2 epochs, tracing, the rest
+    alone = 10 * 2 * 0.03 + 1.0 + 4.0
+    assert estimate.laid_out(runs, speeds, 7.0, 1) == pytest.approx(7.0 + 2 * one + alone)
+    assert estimate.laid_out(runs, speeds, 7.0, 2) == pytest.approx(7.0 + one + alone)
+
+
+def test_each_batch_size_is_measured_in_a_worker_with_its_runs_settings(tiny_config) -> None:
+    runs = [tiny_config("baseline", **{"train.batch_size": 2}),  # oneDNN off, one thread
+            tiny_config("baseline", **{"train.batch_size": 2, "seed": 1}),
+            tiny_config("baseline", **{"train.batch_size": 64, "train.threads": 0})]
+    speeds, starts_s = estimate.measured(runs)
+    assert sorted(speeds) == [2, 64]
+    for step_s, tracing_s, overhead_s in speeds.values():
+        assert 0 < step_s < 10 and math.isfinite(tracing_s) and tracing_s >= 0
+        assert overhead_s > 0
+    assert starts_s > 0  # two workers started: one per settings group
+
+
+def test_sweep_dry_run_estimates_only_when_asked(sample_archive, cache_dir) -> None:
+    from click.testing import CliRunner
+
+    from cnnlab.cli import main
+
+    args = ["sweep", "batch-size", "--dry-run", "--set", "train.epochs=1",
+            "--set", "data.train_size=200", "--set", "data.val_size=100",
+            "--set", f"data.path={sample_archive}", "--set", f"data.cache_dir={cache_dir}"]
+    listed = CliRunner().invoke(main, args)
+    assert listed.exit_code == 0 and "estimated time" not in listed.output
+    estimated = CliRunner().invoke(main, [*args, "--estimate", "--jobs", "auto"])
+    assert estimated.exit_code == 0, estimated.output
+    assert "estimated time on this machine with --jobs auto: about " in estimated.output
