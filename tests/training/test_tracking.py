@@ -200,3 +200,57 @@ def test_mlflow_missing_is_a_one_line_error(tmp_path: Path, sample_archive: Path
     assert result.returncode == 2, result.stderr
     one_line_error(result.stderr, 'pip install "cnnlab[mlflow]"')
     assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+def test_unreachable_mlflow_server_is_one_line_before_training(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """A tracking server that does not answer (a closed local port) is refused in one
+    line within seconds, before any run folder is made."""
+    pytest.importorskip("mlflow")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "baseline", "--out", str(out), *tiny_args(
+        sample_archive, cache_dir, epochs=1, **{"tracking.mlflow": True, "tracking.uri": uri})])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"tracking.uri {uri}: no MLflow server answers there",
+                   "tracking.mlflow=false")
+    assert not out.exists()
+
+
+def test_tracking_server_that_fails_leaves_a_resumable_run(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """A server that answers but refuses MLflow's requests: one line naming --resume, and
+    the run folder marked interrupted (not left running)."""
+    pytest.importorskip("mlflow")
+    import http.server
+    import threading
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(200 if self.path == "/" else 400)
+            self.end_headers()
+            self.wfile.write(b"not an MLflow server")
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    out = tmp_path / "run"
+    try:
+        result = CliRunner().invoke(main, ["train", "baseline", "--out", str(out), *tiny_args(
+            sample_archive, cache_dir, epochs=1,
+            **{"tracking.mlflow": True, "tracking.uri": uri})])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"tracking.uri {uri}: MLflow failed", f"--out {out} --resume")
+    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"

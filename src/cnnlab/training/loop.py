@@ -26,7 +26,7 @@ from cnnlab.backend import runtime
 from cnnlab.backend.tf import IMPORT_SECONDS, keras, tf
 from cnnlab.config.schema import Config, TrainConfig
 from cnnlab.data.dataset import Dataset, input_spec, load_dataset
-from cnnlab.errors import TrainingInterrupted
+from cnnlab.errors import RunError, TrainingInterrupted
 from cnnlab.report import figures as plots
 from cnnlab.report import pages as report
 from cnnlab.runs import layout, load, storage
@@ -260,6 +260,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
         storage.check_out_dir(out_dir)
     if config.tracking.mlflow:
         tracking.import_mlflow()  # missing: one line before any data or run folder
+        tracking.check_server(config)  # unreachable: the same, in seconds
     if config.data.source == "cifar10":  # input shape known without reading data: fail fast
         check_fits(config.model, input_spec(config.data)[0])
     phases = Phases(tensorflow_import=_unclaimed_import.pop() if _unclaimed_import else 0.0)
@@ -327,8 +328,8 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
                 callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
                            pruner],
             )
-    except OSError:
-        _mark_interrupted(run_dir)  # a full disk: free space, then --resume
+    except (OSError, RunError):
+        _mark_interrupted(run_dir)  # a full disk, a tracking server down: --resume
         raise
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)
