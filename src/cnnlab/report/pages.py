@@ -187,7 +187,7 @@ def _link(folder: Path, value: Any, run_dirs: dict[Path, Path]) -> str | None:
 
 
 def _markdown_list(path: Path) -> str:
-    """The bullet lines of a findings.md as HTML paragraphs (bold marks kept)."""
+    """The bullet lines of a findings.md as HTML paragraphs (bold and code marks kept)."""
     if not path.exists():
         return ""
     items = []
@@ -197,6 +197,7 @@ def _markdown_list(path: Path) -> str:
         elif line.startswith("- "):
             text = esc(line[2:])
             text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+            text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
             items.append(f"<p>{text}</p>")
     return "".join(items)
 

@@ -33,6 +33,7 @@ FINDINGS_FILE = "findings.md"
 BEST_CONFIG_FILE = "best_config.yaml"
 FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"
+IMPORTANCE_FILE = "importance.png"  # a search's
 HPARAMS_DIR = "hparams"
 
 HISTORY_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",

@@ -17,6 +17,13 @@ METRIC_NAMES = {"best_val_accuracy": "best validation accuracy",
                 "final_val_loss": "final validation loss"}
 
 
+TRAINED_ONCE = ("Each arm was trained once (n = 1), so no difference between arms can be "
+                "judged: run the sweep with `--repeats 3` or more.")
+SAMPLED_ONCE = ("Each trial was trained once (n = 1), so no difference between trials can be "
+                "judged: a search takes no repeats; to judge the best trials, write a sweep "
+                "file whose variants are their values and run it with `--repeats 3` or more.")
+
+
 def label(arm: str) -> str:
     """An arm id without its number: ``003-adam`` -> ``adam``."""
     head, _, rest = arm.partition("-")
@@ -30,8 +37,10 @@ def _interval(row: dict[str, Any], metric: str) -> str:
     return f"95 % CI {low:.3f}–{high:.3f}, n = {n}"
 
 
-def comparison(summary: Sequence[dict[str, Any]], select_by: str) -> list[str]:
-    """The winner and how each other arm stands against it."""
+def comparison(summary: Sequence[dict[str, Any]], select_by: str,
+               sampled: bool = False) -> list[str]:
+    """The winner and how each other arm stands against it. ``sampled``: the arms are a
+    search's trials (TPE, random), which take no --repeats."""
     ranked = sorted((r for r in summary if r["rank"] is not None), key=lambda r: r["rank"])
     if not ranked:
         return ["No run finished, so nothing can be compared."]
@@ -39,8 +48,7 @@ def comparison(summary: Sequence[dict[str, Any]], select_by: str) -> list[str]:
     lines = [f"**{label(best['arm'])}** is best by mean {name}: {best[key]:.3f} "
              f"({_interval(best, select_by)})."]
     if best["n"] < 2:
-        return lines + ["Each arm was trained once (n = 1), so no difference between arms "
-                        "can be judged: run the sweep with `--repeats 3` or more."]
+        return lines + [SAMPLED_ONCE if sampled else TRAINED_ONCE]
     for row in ranked[1:]:
         diff = row[key] - best[key]
         p = row["p_vs_best"]
@@ -97,9 +105,9 @@ def _number(value: Any) -> bool:
 
 
 def findings(title: str, summary: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
-             arms: Sequence[str], select_by: str) -> str:
-    """The whole ``findings.md``."""
-    sections = [("Which arm is best", comparison(summary, select_by)),
+             arms: Sequence[str], select_by: str, sampled: bool = False) -> str:
+    """The whole ``findings.md`` (``sampled``: of a TPE or random search)."""
+    sections = [("Which arm is best", comparison(summary, select_by, sampled)),
                 ("Over-fitting", overfitting(rows, arms)),
                 ("Time by batch size", batch_timing(summary))]
     text = [f"# Findings: {title}", ""]

@@ -91,11 +91,17 @@ def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = prin
     title = f"sweep {trials.base.name}"
     search_plots.plot_history(points, spec.metric, spec.direction == "maximize",
                               sweep_dir / "history.png", title)
-    found = search.importances(trials.study, spec.seed)
+    found, why_not = search.importances(trials.study, spec.seed)
+    figure = sweep_dir / layout.IMPORTANCE_FILE
     if found:
         complete = sum(state == "complete" for _, _, state in points)
-        search_plots.plot_importance(found, "fANOVA", complete, sweep_dir / "importance.png",
-                                     title)
+        search_plots.plot_importance(found, "fANOVA", complete, figure, title)
+    else:
+        figure.unlink(missing_ok=True)  # drawn before a resume: no longer what the study says
+        log(f"{figure.name} not drawn: {why_not}")
+        written = sweep_dir / layout.FINDINGS_FILE  # said on the page too
+        storage.write_atomic(written, written.read_text(encoding="utf-8") + (
+            f"## Which parameter mattered\n\n- `{figure.name}` is not drawn: {why_not}.\n"))
     log(search.pruning_summary(trials, sweep_dir))
     report.try_write_report(sweep_dir, log)
 
@@ -106,7 +112,8 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
     rows = results.write_sweep_results(sweep, sweep_dir)
     summary = results.write_summary(sweep, sweep_dir, rows)
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
-        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by))
+        f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by,
+        sampled=bool(sweep.search and sweep.search.strategy != "grid")))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
         results.format_summary_table(summary, sweep.params, sweep.select_by))

@@ -280,8 +280,8 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     pruner = Pruning(stop_check)
     rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases)
     metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
-    if pruner.pruned:
-        metrics["status"] = Status.PRUNED
+    if pruner.pruned and len(rows) < config.train.epochs:  # stopped at its last epoch: not
+        metrics["status"] = Status.PRUNED                  # pruned, it trained them all
     _write_record(config, run_dir, metrics, rows, phases, log)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
     log(summary_line(metrics, run_dir))
