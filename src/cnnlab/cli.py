@@ -323,10 +323,10 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    'run a Ray task (pip install "cnnlab[ray]"; see docs/scaling.md).')
 @click.option("--address", default=None, metavar="ADDRESS",
               help="Ray cluster to join (auto: the running one); default: start Ray here.")
-@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,
-              show_default=True, help="CPUs Ray reserves for each run.")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0,
-              show_default=True, help="GPUs Ray reserves for each run.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=None,
+              help="CPUs Ray reserves for each run (default 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
+              help="GPUs Ray reserves for each run (default 0).")
 @click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
               metavar="N|auto",
               help="local: runs trained at once, each in a worker process (default from "
@@ -335,31 +335,29 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
 @reports_errors
 def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_run: bool,
                   repeats: int | None, trials: int | None,
-                  backend: str, address: str | None, cpus_per_run: float,
-                  gpus_per_run: float, jobs: int | str) -> None:
+                  backend: str, address: str | None, cpus_per_run: float | None,
+                  gpus_per_run: float | None, jobs: int | str) -> None:
     """Run SWEEP: a sweep YAML file or a built-in sweep (batch-size, optimizer, depth,
     regularization, grid, search).
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
+    from cnnlab.sweep.ray import check_reachable, import_ray, ray_options
     from cnnlab.sweep.spec import describe, load_sweep
 
+    options = ray_options(backend, address, cpus_per_run, gpus_per_run)
     spec = load_sweep(sweep, overrides, repeats, trials)
     if dry_run:
         click.echo(describe(spec))
         return
-    options = None
-    if backend == "ray":
+    if options is not None:
         source = click.get_current_context().get_parameter_source("jobs")
         if jobs != 1 and source == click.core.ParameterSource.COMMANDLINE:
             raise ConfigError("--jobs is for --backend local; Ray trains as many runs at "
                                    "once as its CPUs allow (see --cpus-per-run)")
-        from cnnlab.sweep.ray import RayOptions, check_reachable, import_ray
-
         import_ray(address)  # one-line error naming the extra, before any folder is made
         if address and address != "auto":
             check_reachable(address)
-        options = RayOptions(address, cpus_per_run, gpus_per_run)
     from cnnlab.sweep.run import run_sweep
 
     run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)

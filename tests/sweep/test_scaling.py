@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from cnnlab.cli import main
 
@@ -189,6 +190,20 @@ def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sampl
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster reachable there" in lines[0], result.stderr
+    assert "ray start --head (it prints the address" in lines[0] and "--port" not in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("option", [["--address", "auto"], ["--cpus-per-run", "2"],
+                                    ["--gpus-per-run", "1"]])
+def test_ray_options_without_the_ray_backend_are_refused(tmp_path: Path, sample_archive: Path,
+                                                         cache_dir: Path, option) -> None:
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file), *option,
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"{option[0]}: only used with --backend ray",
+                   "add --backend ray")
     assert not (tmp_path / "o").exists()
 
 

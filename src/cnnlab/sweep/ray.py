@@ -27,7 +27,7 @@ from typing import Any
 
 from cnnlab.backend import runtime
 from cnnlab.config.schema import Config
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.sweep import executors
 from cnnlab.sweep.spec import SweepRun
 
@@ -42,6 +42,23 @@ class RayOptions:
     cpus_per_run: float = 1.0
     gpus_per_run: float = 0.0
     num_cpus: int | None = None  # CPUs of a locally started Ray (default: all)
+
+
+def ray_options(backend: str, address: str | None = None, cpus_per_run: float | None = None,
+                gpus_per_run: float | None = None) -> RayOptions | None:
+    """The Ray options of ``cnnlab sweep`` (None for another backend); ConfigError when
+    they are given without ``--backend ray``, where they would be ignored."""
+    given = [option for option, value in (("--address", address),
+                                          ("--cpus-per-run", cpus_per_run),
+                                          ("--gpus-per-run", gpus_per_run)) if value is not None]
+    if backend != "ray":
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only used with --backend ray (backend "
+                              f"{backend} ignores {'them' if len(given) > 1 else 'it'}); add "
+                              "--backend ray, or drop the option")
+        return None
+    return RayOptions(address, 1.0 if cpus_per_run is None else cpus_per_run,
+                      0.0 if gpus_per_run is None else gpus_per_run)
 
 
 def import_ray(address: str | None = None) -> Any:
@@ -175,8 +192,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         raise CnnlabError(f"--address {address}: no Ray cluster reachable there "
-                          f"({exc.strerror or exc}); start one with: ray start --head "
-                          f"--port={port}, or give its address") from None
+                          f"({exc.strerror or exc}); start one with: ray start --head (it "
+                          "prints the address to give), or give a running cluster's "
+                          "address") from None
 
 
 def train_task(run: SweepRun, run_dir: str, cwd: str, cpus: float) -> None:
