@@ -166,3 +166,32 @@ def test_diverging_run_is_recorded(tmp_path: Path, sample_archive: Path, cache_d
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["epochs_run"] < 3
+
+
+def test_a_terminal_is_told_tensorflow_is_loading() -> None:
+    """On a terminal, a command that imports TensorFlow says so before the seconds of
+    silence; piped (no terminal), stderr stays empty."""
+    import pty
+
+    main_end, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CNNLAB_"))}
+    try:
+        result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "summary", "best"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=terminal,
+                                text=True, timeout=300)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main_end, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main_end)
+    assert result.returncode == 0 and "Trainable params" in result.stdout
+    assert shown.decode().strip().splitlines() == ["cnnlab: loading TensorFlow..."]
+    piped = cnnlab("summary", "best")
+    assert piped.returncode == 0 and piped.stderr == ""

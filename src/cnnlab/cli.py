@@ -32,6 +32,13 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def _loading_tensorflow() -> None:
+    """A line before TensorFlow's import, seconds of silence otherwise; only where stderr
+    is a terminal, so that piped output and one-line errors stay as they are."""
+    if "tensorflow" not in sys.modules and sys.stderr.isatty():
+        click.echo("cnnlab: loading TensorFlow...", err=True)
+
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what kill, Slurm, timeout send
 _received: list[int] = []
 
@@ -95,6 +102,7 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
         storage.check_resumable(out, cfg.to_dict())
     elif out is not None:
         storage.check_out_dir(out)
+    _loading_tensorflow()
     import cnnlab
 
     cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks CPU settings, then imports TF
@@ -113,6 +121,7 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
     from cnnlab.data.dataset import input_spec
 
     input_shape, num_classes = input_spec(cfg.data)
+    _loading_tensorflow()
     from cnnlab.training.model import build_model, format_layer_table
 
     model = build_model(cfg.model, input_shape, num_classes, name=cfg.name)
@@ -183,6 +192,7 @@ def evaluate(run_dir: str | None, trust_model: bool) -> None:
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
+    _loading_tensorflow()
     from cnnlab.training.loop import evaluate_run
 
     result = evaluate_run(run_dir, log=click.echo, trust_model=trust_model)
@@ -225,6 +235,7 @@ def plot_activations(run_dir: str | None, layers: tuple[str, ...], images: tuple
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
+    _loading_tensorflow()
     from cnnlab.report.activations import plot_activations as draw
     from cnnlab.report.pages import try_write_report
 
@@ -270,6 +281,7 @@ def predict(arguments: tuple[str, ...], top: int, as_json: bool, trust_model: bo
     from cnnlab.inference.predict import split_arguments
 
     run_dir, images = split_arguments(arguments)
+    _loading_tensorflow()
     predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model)
     if as_json:
         click.echo(json.dumps([
@@ -300,6 +312,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
     """
     from cnnlab.inference.export import export_run
 
+    _loading_tensorflow()
     export_run(_run_or_latest(run_dir), fmt, out, log=click.echo, trust_model=trust_model)
 
 
@@ -360,7 +373,8 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
             check_reachable(address)
     from cnnlab.sweep.run import run_sweep
 
-    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs)
+    run_sweep(spec, out, log=click.echo, backend=backend, backend_options=options, jobs=jobs,
+              progress=sys.stdout.isatty())
 
 
 @main.command()
@@ -390,7 +404,7 @@ def reproduce(repeats: int, overrides: tuple[str, ...], out: str | None, dry_run
     if dry_run:
         study.dry_run(plan, log=click.echo)
         return
-    study.run(plan, out, log=click.echo, jobs=jobs)
+    study.run(plan, out, log=click.echo, jobs=jobs, progress=sys.stdout.isatty())
 
 
 @main.command()

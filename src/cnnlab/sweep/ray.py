@@ -27,6 +27,7 @@ from typing import Any
 
 from cnnlab.backend import runtime
 from cnnlab.config.schema import Config
+from cnnlab.data.dataset import NOTICE_PREFIX
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.sweep import executors
 from cnnlab.sweep.spec import SweepRun
@@ -202,5 +203,6 @@ def train_task(run: SweepRun, run_dir: str, cwd: str, cpus: float) -> None:
     if os.path.isdir(cwd):
         os.chdir(cwd)  # relative data paths and outputs/ resolve as on the driver
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cpus))))
-    executors.train_run(run, Path(run_dir),
-                        lambda line: print(f"    {run.id}: {line}", flush=True))  # Ray shows it
+    executors.train_run(run, Path(run_dir), lambda line: None if line.startswith(
+        NOTICE_PREFIX) else print(f"    {run.id}: {line}", flush=True))  # Ray shows it; the
+    # driver said where the data came from (warm_cache)

@@ -39,13 +39,15 @@ __all__ = ["BACKENDS", "Sweep", "SweepRun", "builtin_sweeps", "describe", "finis
 
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
               outputs_root: str | Path = "outputs", backend: str = "local",
-              backend_options: RayOptions | None = None, jobs: int | str = 1) -> Path:
+              backend_options: RayOptions | None = None, jobs: int | str = 1,
+              progress: bool = False) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
     are; partial folders (a killed or failed run) are cleared and the run is redone.
     ``jobs`` (local backend): runs trained at once, a number or ``auto``
-    (:func:`cnnlab.sweep.executors.jobs_for`).
+    (:func:`cnnlab.sweep.executors.jobs_for`). ``progress``: a bar of the overall
+    progress under the lines (for a terminal; the lines carry the counts anyway).
     """
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
@@ -62,7 +64,7 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         executor = _executor(source, backend, backend_options, at_once, cores, log,
                              configs[0] if asks else None)
         try:
-            sweep_runner.run(sweep, sweep_dir, executor, log, source)
+            sweep_runner.run(sweep, sweep_dir, executor, log, source, bar=progress)
         except BaseException:
             executor.close(cancel=True)
             raise
