@@ -33,6 +33,11 @@ FINDINGS_FILE = "findings.md"
 BEST_CONFIG_FILE = "best_config.yaml"
 FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"
+ACCURACY_FILE = "accuracy.png"
+TIMING_FILE = "timing.png"
+TIMING_TABLE_CSV_FILE = "timing_table.csv"
+TIMING_TABLE_PNG_FILE = "timing_table.png"
+SEARCH_HISTORY_FILE = "history.png"  # a search's
 IMPORTANCE_FILE = "importance.png"  # a search's
 HPARAMS_DIR = "hparams"
 

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from cnnlab.report.figures import save_figure  # noqa: E402
-from cnnlab.runs import storage  # noqa: E402
+from cnnlab.runs import layout, storage  # noqa: E402
 from cnnlab.runs.layout import Status  # noqa: E402
 from cnnlab.sweep.results import (  # noqa: E402
     TIMING_COLUMNS,
@@ -96,12 +96,12 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
         ax.text(t + 0.005, p + 0.2, f"{t:.3f}", va="center", fontsize=8)
     ax.set_yticks(list(positions), labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, min(1.0, max([*val, *test, 0.1]) * 1.15))
+    ax.set_xlim(0, min(1.05, max([*val, *test, 0.1]) * 1.25))  # room for the labels
     ax.set_xlabel("accuracy")
     ax.set_ylabel("run")
     ax.set_title(f"{title}: accuracy by run")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside: hides no bar
     save_figure(fig, path)
 
 
@@ -199,10 +199,10 @@ def draw_all(out_dir: Path, title: str, rows: Sequence[dict[str, Any]], params: 
     done = [r for r in rows if r["status"] not in (Status.PENDING, Status.FAILED)]
     if done:
         if summary:
-            plot_arm_accuracy(summary, out_dir / "accuracy.png", title)
+            plot_arm_accuracy(summary, out_dir / layout.ACCURACY_FILE, title)
         else:
-            plot_accuracy_bars(done, out_dir / "accuracy.png", title)
-        written.append(out_dir / "accuracy.png")
+            plot_accuracy_bars(done, out_dir / layout.ACCURACY_FILE, title)
+        written.append(out_dir / layout.ACCURACY_FILE)
     table = [] if "train.batch_size" not in params else (
         summary_timing_rows(summary) if summary else timing_rows(done))
     if len({r["batch_size"] for r in table}) >= 2:

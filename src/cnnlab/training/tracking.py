@@ -44,12 +44,19 @@ def callbacks(config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
     """The tracking callbacks this config asks for."""
     found: list[keras.callbacks.Callback] = []
     if config.tracking.tensorboard:
-        found.append(keras.callbacks.TensorBoard(
+        found.append(EpochBoard(
             log_dir=str(Path(run_dir) / layout.TENSORBOARD_DIR), update_freq="epoch",
             profile_batch=0, write_graph=False, histogram_freq=0))
     if config.tracking.mlflow:
         found.append(MlflowLogger(config, Path(run_dir)))
     return found
+
+
+class EpochBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard with epoch steps counted from 1, as in history.csv and MLflow."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
 
 
 # --- MLflow ---
@@ -105,12 +112,15 @@ def experiment_name(config: Config, run_dir: Path) -> str:
 
 
 def flat_params(config: Config) -> dict[str, str]:
-    """The config as MLflow params: ``train.batch_size -> "32"``."""
+    """The config as MLflow params: ``train.batch_size -> "32"``, ``train.optimizer ->
+    "adam"`` (a text as it is, so that ``params.train.optimizer = 'adam'`` finds it; other
+    values as JSON: ``[8, 16]``, ``true``, ``null``)."""
     params: dict[str, str] = {}
     for key, value in config.to_dict().items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for leaf, item in items:
-            params[f"{key}.{leaf}" if leaf else key] = json.dumps(item)[:6000]
+            text = item if isinstance(item, str) else json.dumps(item)
+            params[f"{key}.{leaf}" if leaf else key] = text[:6000]
     return params
 
 
