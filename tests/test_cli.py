@@ -70,6 +70,7 @@ def test_train_writes_a_complete_run_folder(best_run: tuple[Path, str]) -> None:
     # the console: Keras per-epoch progress, then one summary line
     assert "Epoch 3/3" in output
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in output and str(out) in output
+    assert output.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
     with Image.open(out / "curves.png") as img:
         assert img.size[0] > 600 and len(img.getcolors(1 << 16) or range(300)) > 50
     assert_png(out / "curves.png", (600, 250), aspect=(1.8, 3.5))  # two panels side by side
@@ -132,6 +133,8 @@ def test_summary_and_config_commands() -> None:
         (["train", "configs/best.yaml", "--set", "train.learning_rate=-0.1"],
          "train.learning_rate: got -0.1; expected a number >= 0"),
         (["train", "missing.yaml"], "missing.yaml: no such config file"),
+        (["train", "bset"], "bset: no such config file; did you mean 'best'?"),
+        (["sweep", "optimiser"], "optimiser: no such sweep file; did you mean 'optimizer'?"),
         (["train", "configs/best.yaml", "--set", "data.path=/nonexistent/cifar.tar.gz"],
          "data.path: /nonexistent/cifar.tar.gz does not exist"),
         (["evaluate", "/nonexistent/run"], "/nonexistent/run: no such run folder"),

@@ -19,7 +19,8 @@ import click
 
 from cnnlab import __version__
 from cnnlab.config.schema import load_config, reference
-from cnnlab.errors import CnnlabError, ConfigError, Interrupted
+from cnnlab.errors import CnnlabError, ConfigError, DataError, Interrupted
+from cnnlab.runs.layout import REPORT_FILE
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -105,7 +106,10 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
     _loading_tensorflow()
     import cnnlab
 
-    cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks CPU settings, then imports TF
+    run = cnnlab.train(cfg, out, log=click.echo, resume=resume)  # CPU settings, then TF
+    page = run.path / REPORT_FILE
+    if page.exists():
+        click.echo(f"report: {page}")
 
 
 @main.command()
@@ -282,15 +286,21 @@ def predict(arguments: tuple[str, ...], top: int, as_json: bool, trust_model: bo
 
     run_dir, images = split_arguments(arguments)
     _loading_tensorflow()
-    predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model)
+    failed: list[DataError] = []  # unreadable files: each said on stderr, the rest predicted
+    predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model,
+                                 failed=failed)
+    for error in failed[:-1]:
+        click.echo(f"cnnlab: error: {error}", err=True)
     if as_json:
         click.echo(json.dumps([
             {"path": str(p.path),
              "predictions": [{"class": c, "probability": v} for c, v in p.top(top)]}
             for p in predictions], indent=2))
-        return
-    for p in predictions:
-        click.echo(f"{p.path}: " + ", ".join(f"{c} ({v:.3f})" for c, v in p.top(top)))
+    else:
+        for p in predictions:
+            click.echo(f"{p.path}: " + ", ".join(f"{c} ({v:.3f})" for c, v in p.top(top)))
+    if failed:  # the last one ends the command: exit 2 once everything else is printed
+        raise failed[-1]
 
 
 @main.command()

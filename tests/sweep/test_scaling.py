@@ -91,9 +91,11 @@ def test_ray_backend_gives_the_local_rows_and_the_same_failure_policy(
     local, remote = rows(tmp_path / "local"), rows(tmp_path / "ray")
     assert list(local) == list(remote) == [broken, "002-ok-learning_rate=0.01"]
     assert local[broken]["status"] == remote[broken]["status"] == "failed"
-    timing = {"ms_per_step", "s_per_epoch"}  # the only columns that may differ
+    timing = {"ms_per_step", "s_per_epoch", "node"}  # the only columns that may differ
     ok = "002-ok-learning_rate=0.01"
     assert remote[ok]["status"] == local[ok]["status"] == "finished"
+    assert local[ok]["node"] == socket.gethostname()
+    assert remote[ok]["node"].startswith(f"{socket.gethostname()} (ray node ")  # which node
     assert ({k: v for k, v in remote[ok].items() if k not in timing}
             == {k: v for k, v in local[ok].items() if k not in timing})
 
@@ -178,6 +180,7 @@ def test_joining_a_running_cluster_with_address(tmp_path: Path, sample_archive: 
     assert joined.returncode == 0, joined.stdout + joined.stderr
     assert f"ray: joined the cluster at 127.0.0.1:{port}" in joined.stdout
     assert [r["status"] for r in rows(tmp_path / "joined").values()] == ["finished"] * 2
+    assert all("(ray node 127.0.0.1, " in r["node"] for r in rows(tmp_path / "joined").values())
 
 
 def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sample_archive: Path,

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -206,12 +207,15 @@ def test_bundled_sample_notice_once_per_sweep(tmp_path: Path, sample_archive: Pa
             if k != "data.path"}
     path = write_sweep(tmp_path / "s.yaml", {"base": BASE, "set": sets,
                                              "axes": {"train.batch_size": [32, 64]}})
+    out = tmp_path / "my sweeps" / "out"  # a space: the hints are quoted for the shell
     result = CliRunner(env={"CNNLAB_DATA_DIR": str(sample_archive.parent),
                             "KERAS_HOME": str(tmp_path / "keras")}).invoke(
-        main, ["sweep", str(path), "--out", str(tmp_path / "out")])
+        main, ["sweep", str(path), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output.count("using the bundled sample") == 1, result.output
     assert "[2/2] 002-batch_size=64: finished" in result.output
+    assert f"(train it with: cnnlab train '{out / 'best_config.yaml'}')" in result.output
+    assert f"view with tensorboard --logdir '{out.parent}'" in result.output
 
 
 def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
@@ -221,7 +225,8 @@ def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
                                         "003-diverge-batch_size=32", "004-diverge-batch_size=64"]
     assert list(rows[0]) == ["run", "arm", "repeat", "variant", "train.learning_rate",
                              "train.batch_size",
-                             *METRIC_COLUMNS, "rank", "run_dir"]
+                             *METRIC_COLUMNS, "rank", "run_dir", "node"]
+    assert rows[0]["node"] == socket.gethostname()  # which machine trained it
     assert [r["status"] for r in rows] == ["finished", "finished", "diverged", "diverged"]
     assert sorted(r["rank"] for r in rows[:2]) == ["1", "2"] and rows[2]["rank"] == ""
     for row in rows[:2]:

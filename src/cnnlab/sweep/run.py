@@ -9,6 +9,7 @@ console table, ``best_config.yaml``, the plots, ``report.html`` and TensorBoard'
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,7 +125,7 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print) -> None:
         path = results.write_best_config(sweep, sweep_dir, best)
         log(f"best: {best['arm']} ({sweep.select_by} "
             f"{results.format_number(best[f'{sweep.select_by}_mean'])}) -> {path} "
-            f"(train it with: cnnlab train {path})")
+            f"(train it with: cnnlab train {shlex.quote(str(path))})")
     written = sweep_plots.draw_all(sweep_dir, f"sweep {sweep.name}", rows, sweep.params,
                                    results.all_curves(rows, sweep_dir),
                                    summary if sweep.repeats > 1 else None)

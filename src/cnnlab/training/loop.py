@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
 import sys
 from collections.abc import Callable
@@ -67,7 +68,19 @@ def environment() -> dict[str, Any]:
         "cnnlab": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
         "cpu": cpu, "cpu_count": os.cpu_count(), "tensorflow_cpu": runtime.active()._asdict(),
+        "node": node(),
     }
+
+
+def node() -> str:
+    """The machine that ran the run: its host name, and on a Ray worker the Ray node's
+    address and id (a sweep on a cluster says which node trained which run)."""
+    host = socket.gethostname()
+    ray = sys.modules.get("ray")  # imported only where a Ray task runs this
+    if ray is None or not ray.is_initialized():
+        return host
+    context = ray.get_runtime_context()
+    return f"{host} (ray node {ray.util.get_node_ip_address()}, {context.get_node_id()[:12]})"
 
 
 def _note_settings(config: Config, log: Log) -> None:
