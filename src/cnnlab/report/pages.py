@@ -33,7 +33,7 @@ FIGURES = {
     layout.CURVES_FILE: ("Learning curves: loss and accuracy by epoch", "large"),
     layout.CONFUSION_FILE: ("Confusion matrix of the test set", "medium"),
     layout.LEARNING_RATE_FILE: ("Learning rate by epoch", "small"),
-    layout.ACCURACY_FILE: ("Accuracy by run", "large"),
+    layout.ACCURACY_FILE: ("Best validation and test accuracy by run or arm", "large"),
     layout.TIMING_FILE: ("Time per step and per epoch by batch size, beside the report's",
                          "large"),
     layout.SEARCH_HISTORY_FILE: ("Each trial's metric and the best so far", "medium"),

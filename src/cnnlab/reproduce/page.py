@@ -69,7 +69,7 @@ def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
         ("The report's claims", _verdicts(judged)),
         ("1. Data: split and standardization",
          image(root / "standardization.png", "Pixel values before and after per-image "
-               "standardization") + key_values(facts["split"])),
+               "standardization", "large") + key_values(facts["split"])),
         ("2. Reference models: trainable parameters", key_values(facts["params"])),
         ("3. Batch size (Table 1, Figure 2)",
          _verdicts(judged, "3") + _findings(batch) + _table1(batch) + _figures(
