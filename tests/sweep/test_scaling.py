@@ -180,7 +180,8 @@ def test_joining_a_running_cluster_with_address(tmp_path: Path, sample_archive: 
     assert joined.returncode == 0, joined.stdout + joined.stderr
     assert f"ray: joined the cluster at 127.0.0.1:{port}" in joined.stdout
     assert [r["status"] for r in rows(tmp_path / "joined").values()] == ["finished"] * 2
-    assert all("(ray node 127.0.0.1, " in r["node"] for r in rows(tmp_path / "joined").values())
+    nodes = [r["node"] for r in rows(tmp_path / "joined").values()]
+    assert all(n.startswith(f"{socket.gethostname()} (ray node ") for n in nodes), nodes
 
 
 def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sample_archive: Path,

@@ -79,8 +79,10 @@ def node() -> str:
     ray = sys.modules.get("ray")  # imported only where a Ray task runs this
     if ray is None or not ray.is_initialized():
         return host
-    context = ray.get_runtime_context()
-    return f"{host} (ray node {ray.util.get_node_ip_address()}, {context.get_node_id()[:12]})"
+    node_id = ray.get_runtime_context().get_node_id()
+    address = next((n.get("NodeManagerAddress") for n in ray.nodes()
+                    if n.get("NodeID") == node_id), None) or ray.util.get_node_ip_address()
+    return f"{host} (ray node {address}, {node_id[:12]})"
 
 
 def _note_settings(config: Config, log: Log) -> None:
