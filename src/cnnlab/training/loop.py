@@ -34,7 +34,7 @@ from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
 from cnnlab.training import analysis, distribute, graph_batches, optimization, tracking
 from cnnlab.training.model import build_model, check_fits, format_layer_table, trainable_params
-from cnnlab.training.timing import CallbackTime, EpochTimer, Phases
+from cnnlab.training.timing import CallbackTime, EpochTimer, Phases, TimeLeft
 
 Log = Callable[[str], None]
 StopCheck = Callable[[int, dict[str, float]], bool]
@@ -176,11 +176,12 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 def _callbacks(config: Config, run_dir: Path, timer: EpochTimer, recorder: HistoryRecorder,
-               checkpoint: BestCheckpoint, phases: Phases) -> list[keras.callbacks.Callback]:
+               checkpoint: BestCheckpoint, phases: Phases, log: Log
+               ) -> list[keras.callbacks.Callback]:
     saving, logging = CallbackTime(phases, "checkpoints"), CallbackTime(phases, "tracking")
     callbacks = [
         *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
-        timer,
+        timer, TimeLeft(timer, config.train.epochs, log),
         DiskGuard(run_dir),  # before the writes below
         # TensorBoard; MLflow if enabled. Before the backup: an epoch a Ctrl-C leaves
         # backed up (not redone on --resume) has been logged.
@@ -293,7 +294,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     checkpoint = BestCheckpoint(run_dir / layout.MODEL_FILE,
                                 max((r["val_accuracy"] for r in done_rows), default=None))
     pruner = Pruning(stop_check)
-    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases)
+    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases, log)
     metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
     if pruner.pruned and len(rows) < config.train.epochs:  # stopped at its last epoch: not
         metrics["status"] = Status.PRUNED                  # pruned, it trained them all
@@ -328,7 +329,7 @@ def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: D
 
 def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
          done_rows: list[dict[str, Any]], checkpoint: BestCheckpoint, pruner: Pruning,
-         phases: Phases) -> list[dict[str, Any]]:
+         phases: Phases, log: Log) -> list[dict[str, Any]]:
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / layout.HISTORY_FILE, timer, done_rows)
@@ -340,8 +341,8 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
                 batch_size=config.train.batch_size, epochs=config.train.epochs,
                 validation_data=validation,
                 shuffle=config.train.shuffle, verbose=config.train.verbose,
-                callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
-                           pruner],
+                callbacks=[*_callbacks(config, run_dir, timer, recorder, checkpoint, phases,
+                                       log), pruner],
             )
     except (OSError, RunError):
         _mark_interrupted(run_dir)  # a full disk, a tracking server down: --resume
