@@ -113,7 +113,7 @@ def test_search_study_best_config_and_figures(searched: tuple[Path, str]) -> Non
     assert_png(sweep_dir / "history.png")
     assert_png(sweep_dir / "importance.png", min_size=(300, 150))
     page = (sweep_dir / "report.html").read_text(encoding="utf-8")
-    assert 'alt="history.png"' in page and 'alt="importance.png"' in page
+    assert 'data-file="history.png"' in page and 'data-file="importance.png"' in page
 
 
 def test_dry_run_prints_the_space_and_trials(tmp_path: Path, sample_archive: Path,
