@@ -70,6 +70,7 @@ def test_train_writes_a_complete_run_folder(best_run: tuple[Path, str]) -> None:
     # the console: Keras per-epoch progress, then one summary line
     assert "Epoch 3/3" in output
     assert f"test accuracy {metrics['test_accuracy']:.4f}" in output and str(out) in output
+    assert output.strip().splitlines()[-1] == f"report: {out / 'report.html'}"
     with Image.open(out / "curves.png") as img:
         assert img.size[0] > 600 and len(img.getcolors(1 << 16) or range(300)) > 50
     assert_png(out / "curves.png", (600, 250), aspect=(1.8, 3.5))  # two panels side by side
@@ -132,6 +133,8 @@ def test_summary_and_config_commands() -> None:
         (["train", "configs/best.yaml", "--set", "train.learning_rate=-0.1"],
          "train.learning_rate: got -0.1; expected a number >= 0"),
         (["train", "missing.yaml"], "missing.yaml: no such config file"),
+        (["train", "bset"], "bset: no such config file; did you mean 'best'?"),
+        (["sweep", "optimiser"], "optimiser: no such sweep file; did you mean 'optimizer'?"),
         (["train", "configs/best.yaml", "--set", "data.path=/nonexistent/cifar.tar.gz"],
          "data.path: /nonexistent/cifar.tar.gz does not exist"),
         (["evaluate", "/nonexistent/run"], "/nonexistent/run: no such run folder"),
@@ -166,3 +169,32 @@ def test_diverging_run_is_recorded(tmp_path: Path, sample_archive: Path, cache_d
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "diverged" and metrics["epochs_run"] < 3
+
+
+def test_a_terminal_is_told_tensorflow_is_loading() -> None:
+    """On a terminal, a command that imports TensorFlow says so before the seconds of
+    silence; piped (no terminal), stderr stays empty."""
+    import pty
+
+    main_end, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "CNNLAB_"))}
+    try:
+        result = subprocess.run([sys.executable, "-m", "cnnlab.cli", "summary", "best"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=terminal,
+                                text=True, timeout=300)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main_end, 4096)
+            except OSError:  # the terminal's other end is closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main_end)
+    assert result.returncode == 0 and "Trainable params" in result.stdout
+    assert shown.decode().strip().splitlines() == ["cnnlab: loading TensorFlow..."]
+    piped = cnnlab("summary", "best")
+    assert piped.returncode == 0 and piped.stderr == ""

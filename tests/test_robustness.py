@@ -362,6 +362,15 @@ def test_train_out_folder_that_is_not_empty(tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_train_into_an_interrupted_run_names_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    storage.write_atomic(out / "config.yaml", load_config("baseline", []).to_yaml())
+    storage.write_json(out / "status.json", {"status": "running"})  # killed: never marked
+    cli_error(["train", "baseline", "--out", str(out)],
+              f"--out {out}: holds an interrupted run", "--resume")
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "status.json"]
+
+
 def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     out = tmp_path / "run"
     recorded = load_config("baseline", ["train.epochs=3"]).to_yaml()

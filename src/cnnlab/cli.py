@@ -21,8 +21,8 @@ import click
 
 from cnnlab import __version__
 from cnnlab.config.files import load_config, reference
-from cnnlab.errors import CnnlabError, ConfigError, Interrupted
-from cnnlab.runs.layout import Status
+from cnnlab.errors import CnnlabError, ConfigError, DataError, Interrupted
+from cnnlab.runs.layout import REPORT_FILE, Status
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -33,6 +33,13 @@ def _fail(message: str, code: int = 2) -> None:
                       lambda m: m.group().encode("unicode_escape").decode("ascii"), message)
     click.echo(f"cnnlab: error: {one_line}", err=True)
     sys.exit(code)
+
+
+def _loading_tensorflow() -> None:
+    """A line before TensorFlow's import, seconds of silence otherwise; only where stderr
+    is a terminal, so that piped output and one-line errors stay as they are."""
+    if "tensorflow" not in sys.modules and sys.stderr.isatty():
+        click.echo("cnnlab: loading TensorFlow...", err=True)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # what kill, Slurm, timeout send
@@ -136,9 +143,13 @@ def train(config: str, overrides: tuple[str, ...], out: str | None, resume: bool
         arithmetic.check_resumable(out)
     elif out is not None:
         storage.check_out_dir(out)
+    _loading_tensorflow()
     import cnnlab
 
-    cnnlab.train(cfg, out, log=click.echo, resume=resume)  # picks CPU settings, then imports TF
+    run = cnnlab.train(cfg, out, log=click.echo, resume=resume)  # CPU settings, then TF
+    page = run.path / REPORT_FILE
+    if page.exists():
+        click.echo(f"report: {page}")
 
 
 @main.command()
@@ -157,6 +168,7 @@ def summary(config: str, overrides: tuple[str, ...]) -> None:
     from cnnlab.training.sizes import check_model
 
     check_model(cfg.model, input_shape, num_classes)  # before Keras allocates its weights
+    _loading_tensorflow()
     from cnnlab.training.model import build_model, format_layer_table
 
     model = build_model(cfg.model, input_shape, num_classes, name=cfg.name)
@@ -257,6 +269,7 @@ def evaluate(run_dir: str | None, trust_model: bool) -> None:
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
+    _loading_tensorflow()
     from cnnlab.training.loop import evaluate_run
 
     result = evaluate_run(run_dir, log=click.echo, trust_model=trust_model)
@@ -299,6 +312,7 @@ def plot_activations(run_dir: str | None, layers: tuple[str, ...], images: tuple
 
     run_dir = _run_or_latest(run_dir)
     read_run(run_dir)  # a folder that is not a finished run fails fast, before TensorFlow loads
+    _loading_tensorflow()
     from cnnlab.report.activations import plot_activations as draw
     from cnnlab.report.pages import try_write_report
 
@@ -344,15 +358,22 @@ def predict(arguments: tuple[str, ...], top: int, as_json: bool, trust_model: bo
     from cnnlab.inference.predict import split_arguments
 
     run_dir, images = split_arguments(arguments)
-    predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model)
+    _loading_tensorflow()
+    failed: list[DataError] = []  # unreadable files: each said on stderr, the rest predicted
+    predictions = predict_images(_run_or_latest(run_dir), images, trust_model=trust_model,
+                                 failed=failed)
+    for error in failed[:-1]:
+        click.echo(f"cnnlab: error: {error}", err=True)
     if as_json:
         click.echo(json.dumps([
             {"path": str(p.path),
              "predictions": [{"class": c, "probability": v} for c, v in p.top(top)]}
             for p in predictions], indent=2))
-        return
-    for p in predictions:
-        click.echo(f"{p.path}: " + ", ".join(f"{c} ({v:.3f})" for c, v in p.top(top)))
+    else:
+        for p in predictions:
+            click.echo(f"{p.path}: " + ", ".join(f"{c} ({v:.3f})" for c, v in p.top(top)))
+    if failed:  # the last one ends the command: exit 2 once everything else is printed
+        raise failed[-1]
 
 
 @main.command()
@@ -374,6 +395,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
     """
     from cnnlab.inference.export import export_run
 
+    _loading_tensorflow()
     export_run(_run_or_latest(run_dir), fmt, out, log=click.echo, trust_model=trust_model)
 
 
@@ -411,10 +433,10 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    'run a Ray task (pip install "cnnlab[ray]"; see docs/scaling.md).')
 @click.option("--address", default=None, metavar="ADDRESS",
               help="Ray cluster to join (auto: the running one); default: start Ray here.")
-@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=1.0,
-              show_default=True, help="CPUs Ray reserves for each run.")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0,
-              show_default=True, help="GPUs Ray reserves for each run.")
+@click.option("--cpus-per-run", type=click.FloatRange(min=0.01), default=None,
+              help="CPUs Ray reserves for each run (default 1).")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=None,
+              help="GPUs Ray reserves for each run (default 0).")
 @click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
               metavar="N|auto",
               help="local: runs trained at once, each in a worker process (default from "
@@ -459,7 +481,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     options = (ray_options(address, cpus_per_run, gpus_per_run, "--jobs" in given)
                if backend == "ray" else local_options(jobs, [g for g in given if g != "--jobs"]))
     run_sweep(spec, out, log=click.echo, backend=options, extra=write_table1,
-              budget_s=budget_s)
+              budget_s=budget_s, progress=sys.stdout.isatty())
 
 
 def _given_on_command_line(*names: str) -> list[str]:
@@ -514,7 +536,7 @@ def reproduce(repeats: int | str, min_repeats: int | None, max_repeats: int | No
     if dry_run:
         study.dry_run(plan, log=click.echo, jobs=jobs)
         return
-    study.run(plan, out, log=click.echo, jobs=jobs)
+    study.run(plan, out, log=click.echo, jobs=jobs, progress=sys.stdout.isatty())
 
 
 @main.command()

@@ -204,13 +204,16 @@ def test_predict_refuses_bad_files_in_one_line(trained: Path, test_split: dict,
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     cases = [(truncated, "not a readable image"), (tmp_path / "folder", "not a recognised image"),
-             (empty, "empty file"), (tmp_path / "missing.png", "no such file or folder")]
-    for bad, reason in cases:
+             (empty, "empty file")]
+    for bad, reason in cases:  # said in one line; the good image is still predicted
         result = invoke("predict", trained, good, bad)
         assert result.exit_code == 2, (bad, result.output)
         name = str(text) if bad.name == "folder" else str(bad)
         one_line_error(result.stderr, name, reason)
-        assert result.stdout == ""
+        assert result.stdout.startswith(f"{good}: ") and len(result.stdout.splitlines()) == 1
+    missing = invoke("predict", trained, good, tmp_path / "missing.png")  # a wrong name: at once
+    assert missing.exit_code == 2 and missing.stdout == ""
+    one_line_error(missing.stderr, str(tmp_path / "missing.png"), "no such file or folder")
     (tmp_path / "no-images").mkdir()
     one_line_error(invoke("predict", trained, tmp_path / "no-images").stderr, "no image files")
     one_line_error(invoke("predict", trained).stderr, "no image file or folder given")
@@ -218,6 +221,26 @@ def test_predict_refuses_bad_files_in_one_line(trained: Path, test_split: dict,
     checked = fresh_process(["predict", str(trained), str(truncated)], tmp_path)
     assert checked.returncode == 2 and checked.stdout.strip() == "False", checked  # fast, no TF
     one_line_error(checked.stderr, str(truncated))
+
+
+def test_predict_over_a_folder_reports_each_bad_file_and_predicts_the_rest(
+        trained: Path, test_split: dict, tmp_path: Path) -> None:
+    paths = write_pngs(tmp_path / "photos", test_split["pixels"][:3], test_split["labels"][:3],
+                       test_split["classes"])
+    bad = [tmp_path / "photos" / "a-broken.png", tmp_path / "photos" / "z" / "empty.jpg"]
+    bad[0].write_bytes(paths[0].read_bytes()[:40])
+    bad[1].parent.mkdir()
+    bad[1].write_bytes(b"")
+    result = invoke("predict", trained, tmp_path / "photos", "--json", "--top", "10")
+    assert result.exit_code == 2, result.output  # at the end, once the rest is printed
+    table = predicted(result.stdout, test_split["classes"])
+    assert sorted(table) == sorted(str(p) for p in paths)
+    np.testing.assert_allclose(np.stack([table[str(p)] for p in paths]),
+                               test_split["probabilities"][:3], atol=1e-5)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2 and "Traceback" not in result.stderr
+    for line, path in zip(lines, bad, strict=True):  # each unreadable file, by name
+        assert line.startswith(f"cnnlab: error: {path}: "), line
 
 
 # --- export ---------------------------------------------------------------------------

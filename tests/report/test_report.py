@@ -16,6 +16,7 @@ from cnnlab.cli import main
 from cnnlab.config.files import load_config
 from cnnlab.report import pages as report
 from cnnlab.report.figures import plt
+from cnnlab.runs import storage
 
 
 @pytest.fixture(scope="module")
@@ -71,10 +72,11 @@ def test_run_report_content(sweep_folder):
                  "ms_per_step", "train_s", "fingerprint", "learning_rate: 0.01",
                  "Trainable params", "cnnlab plot-activations"):
         assert text in page, text
-    figures = parse_page(page).images  # every figure of the run folder; no activation maps yet
-    others = sorted(p.name for p in run.glob("*.png")
-                    if p.name not in ("curves.png", "confusion_matrix.png"))
-    assert figures == ["Learning curves", "Confusion matrix", *others]
+    shown = parse_page(page)  # every figure of the run folder; no activation maps yet
+    assert shown.files == ["curves.png", "confusion_matrix.png", "learning_rate.png"] == sorted(
+        (p.name for p in run.glob("*.png")), key=shown.files.index)
+    assert shown.images == ["Learning curves: loss and accuracy by epoch",
+                            "Confusion matrix of the test set", "Learning rate by epoch"]
     assert _external_references(page) == []
 
 
@@ -116,7 +118,8 @@ class Page(HTMLParser):
         super().__init__()
         self.title = ""
         self.tables: dict[str, list[list[str]]] = {}
-        self.images: list[str] = []
+        self.images: list[str] = []  # their captions (alt)
+        self.files: list[str] = []  # the PNG files they came from
         self._section, self._tag, self._row, self._cell = "", "", None, None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
@@ -129,6 +132,7 @@ class Page(HTMLParser):
             self._cell = ""
         elif tag == "img":
             self.images.append(dict(attrs)["alt"])
+            self.files.append(dict(attrs)["data-file"])
         if tag == "h2":
             self._section = ""
 
@@ -162,7 +166,8 @@ def parse_page(text: str) -> Page:
 
 
 IMAGES_DRAWN = """
-return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);
+return Array.from(document.images).map(i => [i.dataset.file, i.complete, i.naturalWidth,
+                                             i.naturalHeight]);
 """
 
 
@@ -174,6 +179,11 @@ def _check_in_browser(driver, page: Path) -> list:
     errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     assert errors == []
     assert driver.execute_script("return performance.getEntriesByType('resource').length") == 0
+    # nothing wider than the 1280 px window: wide tables scroll inside their own box
+    assert driver.execute_script("return window.innerWidth") == 1280
+    assert driver.execute_script("return document.documentElement.scrollWidth") <= 1280
+    text = driver.find_element("tag name", "body").text
+    assert "`" not in text and "**" not in text  # Markdown rendered, not shown raw
     return images
 
 
@@ -182,16 +192,18 @@ def test_run_page_in_browser(browser, sweep_folder):
     result = CliRunner().invoke(main, ["plot-activations", str(run), "--image", "1"])
     assert result.exit_code == 0, result.output
     images = _check_in_browser(browser, run / "report.html")
-    others = sorted(p.name for p in run.glob("*.png")
-                    if p.name not in ("curves.png", "confusion_matrix.png"))
-    assert [alt for alt, *_ in images] == ["Learning curves", "Confusion matrix", *others,
-                                           "activations/block1_conv-test0001.png"]
+    assert [name for name, *_ in images] == ["curves.png", "confusion_matrix.png",
+                                             "learning_rate.png", "block1_conv-test0001.png"]
+    captions = [c.text for c in browser.find_elements("tag name", "figcaption")]
+    assert captions[-1] == "Activations of block1_conv, test image 1"
+    assert not any(c.endswith(".png") for c in captions)  # no file name as a caption
 
 
 def test_sweep_page_in_browser(browser, sweep_folder):
     page = report.write_report(sweep_folder)
     images = _check_in_browser(browser, page)
-    assert [alt for alt, *_ in images] == ["comparison.png"]
+    assert [name for name, *_ in images] == ["comparison.png"]
+    assert browser.find_element("tag name", "figcaption").text == "Comparison"
     browser.find_element("link text", "lr-0.1").click()
     assert browser.title == "cnnlab run: baseline"
     _check_in_browser(browser, sweep_folder / "lr-0.1" / "report.html")
@@ -221,7 +233,7 @@ def fresh_run(tmp_path_factory, sample_archive, cache_dir) -> Path:
 
 def _table(driver, section: str) -> list[list[str]]:
     """The cell texts of the first table after the section heading, as the browser shows them."""
-    table = driver.find_element("xpath", f"//h2[text()='{section}']/following-sibling::table[1]")
+    table = driver.find_element("xpath", f"//h2[text()='{section}']/following::table[1]")
     return [[cell.text for cell in row.find_elements("xpath", "./th|./td")]
             for row in table.find_elements("tag name", "tr")]
 
@@ -234,6 +246,8 @@ def _assert_shown(cell: str, value: object, what: str) -> None:
         assert cell == str(value), what
     elif isinstance(value, int):
         assert int(cell) == value, what
+    elif isinstance(value, list):  # a list as text, not JSON
+        assert cell == ", ".join(map(str, value)), what
     elif isinstance(value, float):
         assert float(cell) == pytest.approx(value, rel=6e-4, abs=1e-12), (what, cell, value)
     else:
@@ -248,10 +262,12 @@ def test_fresh_run_page_in_browser(browser, fresh_run):
     assert browser.title == "cnnlab run: best"
     # the metrics table holds every recorded metric, with the recorded value
     shown = {key: value for key, value in _table(browser, "Metrics")[1:]}
-    expected = {k: v for k, v in metrics.items()
-                if k not in ("data", "environment", "confusion_matrix", "timing_note",
-                             "per_class", "most_confused", "phases")}  # their own section
-    assert set(shown) == set(expected)
+    expected = storage.flatten({  # a record inside (distribute) as its keys, no JSON
+        k: v for k, v in metrics.items()
+        if k not in ("data", "environment", "confusion_matrix", "timing_note",
+                     "per_class", "most_confused", "phases")})  # their own section
+    assert set(shown) == set(expected) and "distribute.strategy" in shown
+    assert not any(cell.startswith(("{", "[")) for cell in shown.values())
     for key, value in expected.items():
         _assert_shown(shown[key], value, key)
     # the phases of the run, as recorded (all but the page's own, timed after it)
@@ -271,14 +287,18 @@ def test_fresh_run_page_in_browser(browser, fresh_run):
     data = {key: value for key, value in _table(browser, "Data")[1:]}
     assert data["fingerprint"] == metrics["data"]["fingerprint"]
     assert data["location"] == metrics["data"]["location"]
-    sizes = {alt: (w, h) for alt, _, w, h in images}
-    figures = {"Learning curves": "curves.png", "Confusion matrix": "confusion_matrix.png"}
-    figures.update({p.name: p.name for p in fresh_run.glob("*.png")
-                    if p.name not in figures.values()})
-    assert list(sizes) == list(figures)  # every figure of the run folder, and nothing else
-    for alt, name in figures.items():
+    sizes = {name: (w, h) for name, _, w, h in images}
+    assert sorted(sizes) == sorted(p.name for p in fresh_run.glob("*.png"))  # all, only them
+    for name, size in sizes.items():
         with Image.open(fresh_run / name) as png:
-            assert sizes[alt] == png.size
+            assert size == png.size
+    # drawn by importance: the learning curves across the page, the flat learning-rate
+    # line small
+    shown_width = "return document.querySelector('img[data-file=\"' + arguments[0] + '\"]')" \
+        ".getBoundingClientRect().width"
+    curves = browser.execute_script(shown_width, "curves.png")
+    rate = browser.execute_script(shown_width, "learning_rate.png")
+    assert curves > 1000 and rate <= 420 and curves > 2 * rate
 
 
 def test_real_sweep_page_in_browser(browser, cli_sweep):
@@ -291,9 +311,9 @@ def test_real_sweep_page_in_browser(browser, cli_sweep):
     assert _table(browser, "Results") == results  # every cell as results.csv holds it
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert {"curves.png", "accuracy.png"} <= set(pngs)
-    assert [alt for alt, *_ in images] == pngs
-    for alt, _, width, height in images:
-        with Image.open(out / alt) as png:
+    assert [name for name, *_ in images] == pngs
+    for name, _, width, height in images:
+        with Image.open(out / name) as png:
             assert (width, height) == png.size
     run_ids = [row[0] for row in results[1:]]
     assert run_ids == ["001-plain", "002-no_tb"]
@@ -302,10 +322,8 @@ def test_real_sweep_page_in_browser(browser, cli_sweep):
         browser.find_element("link text", run_id).click()
         assert browser.title == f"cnnlab run: {run_id}"
         run_images = _check_in_browser(browser, out / run_id / "report.html")
-        others = sorted(p.name for p in (out / run_id).glob("*.png")
-                        if p.name not in ("curves.png", "confusion_matrix.png"))
-        assert [alt for alt, *_ in run_images] == ["Learning curves", "Confusion matrix",
-                                                    *others]  # every figure of the run
+        assert [name for name, *_ in run_images] == [
+            "curves.png", "confusion_matrix.png", "learning_rate.png"]  # every figure
         recorded = json.loads((out / run_id / "metrics.json").read_text())
         shown = {key: value for key, value in _table(browser, "Metrics")[1:]}
         _assert_shown(shown["best_val_accuracy"], recorded["best_val_accuracy"], run_id)

@@ -71,6 +71,20 @@ def test_reproduce_page_in_the_browser(study, browser) -> None:
     assert [h.split(".")[0] for h in headings[1:]] == ["1", "2", "3", "4", "6", "6", "7", "8"]
     body = browser.find_element("tag name", "body").text
     assert "132010" in body and "39514" in body  # ours and the report's, side by side
+    # Table 1: the report's numbers beside ours as an HTML table, not only as a picture
+    table = browser.find_element(
+        "xpath", "//h2[starts-with(text(), '3.')]/following::table[2]")
+    rows = [[c.text for c in r.find_elements("xpath", "./th|./td")]
+            for r in table.find_elements("tag name", "tr")]
+    head = rows[0]
+    assert {"batch_size", "ms_per_step", "report_ms_per_step"} <= set(head)
+    by_batch = {row[head.index("batch_size")]: row for row in rows[1:]}
+    assert by_batch["32"][head.index("report_ms_per_step")] == "13.55"
+    assert float(by_batch["32"][head.index("ms_per_step")]) > 0
+    assert not any(c.text.endswith(".png") for c in browser.find_elements("tag name",
+                                                                          "figcaption"))
+    assert browser.execute_script("return document.documentElement.scrollWidth") <= 1280
+    assert "`" not in body
     images = browser.find_elements("tag name", "img")
     assert len(images) >= 15
     assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from helpers import one_line_error
 
 from cnnlab.cli import main
 
@@ -90,9 +91,11 @@ def test_ray_backend_gives_the_local_rows_and_the_same_failure_policy(
     local, remote = rows(tmp_path / "local"), rows(tmp_path / "ray")
     assert list(local) == list(remote) == [broken, "002-ok-learning_rate=0.01"]
     assert local[broken]["status"] == remote[broken]["status"] == "failed"
-    timing = {"ms_per_step", "s_per_epoch"}  # the only columns that may differ
+    timing = {"ms_per_step", "s_per_epoch", "node"}  # the only columns that may differ
     ok = "002-ok-learning_rate=0.01"
     assert remote[ok]["status"] == local[ok]["status"] == "finished"
+    assert local[ok]["node"] == socket.gethostname()
+    assert remote[ok]["node"].startswith(f"{socket.gethostname()} (ray node ")  # which node
     assert ({k: v for k, v in remote[ok].items() if k not in timing}
             == {k: v for k, v in local[ok].items() if k not in timing})
 
@@ -177,6 +180,8 @@ def test_joining_a_running_cluster_with_address(tmp_path: Path, sample_archive: 
     assert joined.returncode == 0, joined.stdout + joined.stderr
     assert f"ray: joined the cluster at 127.0.0.1:{port}" in joined.stdout
     assert [r["status"] for r in rows(tmp_path / "joined").values()] == ["finished"] * 2
+    nodes = [r["node"] for r in rows(tmp_path / "joined").values()]
+    assert all(n.startswith(f"{socket.gethostname()} (ray node ") for n in nodes), nodes
 
 
 def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sample_archive: Path,
@@ -189,6 +194,20 @@ def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sampl
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no Ray cluster reachable there" in lines[0], result.stderr
+    assert "ray start --head (it prints the address" in lines[0] and "--port" not in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("option", [["--address", "auto"], ["--cpus-per-run", "2"],
+                                    ["--gpus-per-run", "1"]])
+def test_ray_options_without_the_ray_backend_are_refused(tmp_path: Path, sample_archive: Path,
+                                                         cache_dir: Path, option) -> None:
+    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
+    result = CliRunner().invoke(main, ["sweep", str(sweep_file), *option,
+                                       "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"{option[0]}: only used with --backend ray",
+                   "add --backend ray")
     assert not (tmp_path / "o").exists()
 
 

@@ -214,5 +214,6 @@ def test_local_options_refuse_ray_options() -> None:
     assert local_options(3, []) == LocalOptions(3)
     with pytest.raises(ConfigError) as error:
         local_options(2, ["--address", "--cpus-per-run"])
-    assert str(error.value) == ("--address, --cpus-per-run: only with --backend ray; add "
-                                "--backend ray, or drop them to train on this machine")
+    assert str(error.value) == ("--address, --cpus-per-run: only used with --backend ray "
+                                "(backend local ignores them); add --backend ray, or drop "
+                                "them to train on this machine")

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,6 +200,24 @@ def finished_sweep(tmp_path_factory: pytest.TempPathFactory, sample_archive: Pat
     return folder / "out", result.output
 
 
+def test_bundled_sample_notice_once_per_sweep(tmp_path: Path, sample_archive: Path,
+                                             cache_dir: Path) -> None:
+    """Every run of the sweep falls back on the bundled sample: the console says so once."""
+    sets = {k: v for k, v in tiny_set(sample_archive, cache_dir, epochs=1).items()
+            if k != "data.path"}
+    path = write_sweep(tmp_path / "s.yaml", {"base": BASE, "set": sets,
+                                             "axes": {"train.batch_size": [32, 64]}})
+    out = tmp_path / "my sweeps" / "out"  # a space: the hints are quoted for the shell
+    result = CliRunner(env={"CNNLAB_DATA_DIR": str(sample_archive.parent),
+                            "KERAS_HOME": str(tmp_path / "keras")}).invoke(
+        main, ["sweep", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("using the bundled sample") == 1, result.output
+    assert "[2/2] 002-batch_size=64: finished" in result.output
+    assert f"(train it with: cnnlab train '{out / 'best_config.yaml'}')" in result.output
+    assert f"view with tensorboard --logdir '{out.parent}'" in result.output
+
+
 def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
     out, output = finished_sweep
     rows = read_results(out / "results.csv")
@@ -206,7 +225,8 @@ def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
                                         "003-diverge-batch_size=32", "004-diverge-batch_size=64"]
     assert list(rows[0]) == ["run", "arm", "repeat", "variant", "train.learning_rate",
                              "train.batch_size",
-                             *METRIC_COLUMNS, "rank", "run_dir"]
+                             *METRIC_COLUMNS, "rank", "run_dir", "node"]
+    assert rows[0]["node"] == socket.gethostname()  # which machine trained it
     assert [r["status"] for r in rows] == ["finished", "finished", "diverged", "diverged"]
     assert sorted(r["rank"] for r in rows[:2]) == ["1", "2"] and rows[2]["rank"] == ""
     for row in rows[:2]:
@@ -218,8 +238,13 @@ def test_sweep_end_to_end(finished_sweep: tuple[Path, str]) -> None:
         assert float(row["best_val_accuracy"]) == pytest.approx(recorded["best_val_accuracy"])
         assert float(row["test_accuracy"]) == pytest.approx(recorded["test_accuracy"])
     # progress lines, the table best first, the winner
-    assert "[1/4] 001-sgd-batch_size=32: train.batch_size=32 -- 4 runs left" in output
-    assert "[2/4]" in output and "about" in output
+    assert ("[1/4] 001-sgd-batch_size=32: train.batch_size=32 -- started; 0 done, 1 running, "
+            "3 waiting, time left known after the first run") in output
+    assert "[2/4] 002-sgd-batch_size=64: train.batch_size=64 -- started; 1 done, 1 running, " \
+        "2 waiting, about " in output
+    assert "[4/4] 004-diverge-batch_size=64: diverged" in output
+    assert output.split("[4/4] 004-diverge-batch_size=64: diverged")[1].split("\n")[0].endswith(
+        "; 4 done, 0 running, 0 waiting")
     table = output[output.index("results (best first"):]
     winner = next(r for r in rows if r["rank"] == "1")
     assert table.index(winner["run"]) < table.index("003-diverge")

@@ -73,7 +73,7 @@ def test_tensorboard_false_writes_no_event_files_and_no_hparams(
     events = sorted((out / "001-plain" / "tensorboard" / "train").glob("events.out.tfevents.*"))
     steps = [e.step for f in events for e in tf.compat.v1.train.summary_iterator(str(f))
              for v in e.summary.value if v.tag == "epoch_loss"]
-    assert steps == [0, 1]
+    assert steps == [1, 2]  # epochs from 1, as in history.csv
     assert sorted(p.name for p in (out / "hparams").iterdir()) == ["001-plain"]
 
 

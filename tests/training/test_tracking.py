@@ -45,19 +45,26 @@ def test_sweep_runs_write_tensorboard_epochs_and_hparams(
         "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
                 "data.download": False, "data.train_size": 200, "data.val_size": 100,
                 "data.test_size": 100, "train.epochs": 2, "train.verbose": 0},
-        "axes": {"train.batch_size": [32, 64]},
+        "variants": {  # Adam has no momentum: its session leaves the key out
+            "sgd": {"train.optimizer": "sgd_momentum", "train.momentum": 0.9,
+                    "train.batch_size": 32},
+            "adam": {"train.optimizer": "adam", "train.momentum": None, "train.batch_size": 64}},
     })
     sweep_dir = run_sweep(sweep, tmp_path / "sweep", log=lambda line: None)
     for run in sweep.runs:
         board = sweep_dir / run.id / "tensorboard"
-        assert scalar_tags(board / "train")["epoch_loss"] == [0, 1]
-        assert scalar_tags(board / "validation")["epoch_accuracy"] == [0, 1]
+        assert scalar_tags(board / "train")["epoch_loss"] == [1, 2]  # as history.csv
+        assert scalar_tags(board / "validation")["epoch_accuracy"] == [1, 2]
         session = sweep_dir / "hparams" / run.id
         starts = [v for e in events(session) for v in e.summary.value
                   if v.tag == metadata.SESSION_START_INFO_TAG]
         assert len(starts) == 1
         info = metadata.parse_session_start_info_plugin_data(starts[0].metadata.plugin_data.content)
         assert info.hparams["train.batch_size"].number_value == run.config.train.batch_size
+        if run.config.train.momentum is None:  # left out, not the text "None"
+            assert "train.momentum" not in info.hparams
+        else:
+            assert info.hparams["train.momentum"].number_value == run.config.train.momentum
         assert info.group_name == f"tb/{run.id}"
         metrics = json.loads((sweep_dir / run.id / "metrics.json").read_text())
         final = {v.tag: tf.make_ndarray(v.tensor) for e in events(session)
@@ -106,6 +113,10 @@ def test_mlflow_logs_params_epochs_timing_and_artifacts(tiny_config, tmp_path: P
     assert client.get_experiment(logged.info.experiment_id).name == "cnnlab-test"
     assert logged.data.params["train.epochs"] == "2"
     assert logged.data.params["model.filters"] == json.dumps(list(config.model.filters))
+    assert logged.data.params["train.optimizer"] == config.train.optimizer  # text, not JSON
+    found = client.search_runs([logged.info.experiment_id],
+                               f"params.train.optimizer = '{config.train.optimizer}'")
+    assert [r.info.run_id for r in found] == [record["run_id"]]
     assert len(client.get_metric_history(record["run_id"], "val_accuracy")) == 2
     assert len(client.get_metric_history(record["run_id"], "loss")) == 2
     assert logged.data.metrics["ms_per_step"] == pytest.approx(run.metrics["ms_per_step"])
@@ -200,3 +211,57 @@ def test_mlflow_missing_is_a_one_line_error(tmp_path: Path, sample_archive: Path
     assert result.returncode == 2, result.stderr
     one_line_error(result.stderr, 'pip install "cnnlab[mlflow]"')
     assert not out.exists(), sorted(p.name for p in out.iterdir())
+
+
+def test_unreachable_mlflow_server_is_one_line_before_training(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """A tracking server that does not answer (a closed local port) is refused in one
+    line within seconds, before any run folder is made."""
+    pytest.importorskip("mlflow")
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "baseline", "--out", str(out), *tiny_args(
+        sample_archive, cache_dir, epochs=1, **{"tracking.mlflow": True, "tracking.uri": uri})])
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"tracking.uri {uri}: no MLflow server answers there",
+                   "tracking.mlflow=false")
+    assert not out.exists()
+
+
+def test_tracking_server_that_fails_leaves_a_resumable_run(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """A server that answers but refuses MLflow's requests: one line naming --resume, and
+    the run folder marked interrupted (not left running)."""
+    pytest.importorskip("mlflow")
+    import http.server
+    import threading
+
+    class Refuses(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.send_response(200 if self.path == "/" else 400)
+            self.end_headers()
+            self.wfile.write(b"not an MLflow server")
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuses)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    out = tmp_path / "run"
+    try:
+        result = CliRunner().invoke(main, ["train", "baseline", "--out", str(out), *tiny_args(
+            sample_archive, cache_dir, epochs=1,
+            **{"tracking.mlflow": True, "tracking.uri": uri})])
+    finally:
+        server.shutdown()
+    assert result.exit_code == 2, result.output
+    one_line_error(result.stderr, f"tracking.uri {uri}: MLflow failed", f"--out {out} --resume")
+    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"

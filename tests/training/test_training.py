@@ -175,3 +175,20 @@ def test_sigterm_and_sighup_stop_training_like_ctrl_c(tmp_path: Path, sample_arc
     assert status["status"] == "interrupted" and status["epochs_completed"] >= 1
     kept = list(csv.DictReader((out / "history.csv").open()))
     assert len(kept) == status["epochs_completed"]
+
+
+def test_a_long_training_says_how_long_is_left() -> None:
+    """The time-left line: the median epoch (tracing in epoch 1 left out) times the epochs
+    left, at most every 30 s by default, and none after the last epoch."""
+    from cnnlab.training.timing import EpochTimer, TimeLeft
+
+    timer = EpochTimer(train_examples=100, batch_size=10)
+    timer.rows = [{"epoch_s": 9.0}, {"epoch_s": 4.0}, {"epoch_s": 6.0}]
+    lines: list[str] = []
+    TimeLeft(timer, 10, lines.append, every=0).on_epoch_end(2)
+    assert lines == ["epoch 3/10, about 35 s left"]
+    TimeLeft(timer, 10, lines.append).on_epoch_end(2)  # less than 30 s since it started
+    TimeLeft(timer, 3, lines.append, every=0).on_epoch_end(2)  # the last epoch
+    assert len(lines) == 1
+    TimeLeft(timer, 1000, lines.append, every=0).on_epoch_end(2)
+    assert lines[-1] == "epoch 3/1000, about 83 min left"

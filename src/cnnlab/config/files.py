@@ -3,6 +3,7 @@ reference (``cnnlab config --keys``, docs/config.md)."""
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -109,9 +110,11 @@ def resolve_path(name_or_path: str | Path, builtin_dir: Path, what: str) -> Path
     builtin = builtin_dir / f"{path.stem if path.suffix else path.name}.yaml"
     if path.parent == Path(".") and builtin.exists():
         return builtin
-    names = ", ".join(sorted(p.stem for p in builtin_dir.glob("*.yaml")))
-    raise ConfigError(f"{path}: no such {what} file; give a YAML path or a built-in {what} name "
-                      f"({names})")
+    known = sorted(p.stem for p in builtin_dir.glob("*.yaml"))
+    close = difflib.get_close_matches(path.stem, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if path.parent == Path(".") and close else ""
+    raise ConfigError(f"{path}: no such {what} file; {hint}give a YAML path or a built-in "
+                      f"{what} name ({', '.join(known)})")
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

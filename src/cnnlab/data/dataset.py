@@ -29,6 +29,7 @@ from cnnlab.errors import DataError
 
 CACHE_VERSION = 2  # 2: 16-bit images scaled, not clipped; EXIF orientation applied
 SAMPLE_NAME = "cifar10-sample.tar.gz"
+NOTICE_PREFIX = "cifar10: "  # where the data came from: said once per sweep, not per run
 CIFAR10_SHAPE = (32, 32, 3)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
@@ -166,7 +167,7 @@ def _download_through_keras(log: Log) -> tuple[Path | None, str]:
         return None, ("no network" if "Name or service" in reason else reason[:100])
     found = next((p for n in KERAS_CACHE_NAMES if (p := keras_cache_dir() / n).exists()), None)
     if found is not None:
-        log(f"cifar10: downloaded through Keras into {found}")
+        log(f"{NOTICE_PREFIX}downloaded through Keras into {found}")
     return found, "downloaded archive not found in the Keras cache"
 
 
@@ -198,8 +199,8 @@ def locate_cifar10(cfg: DataConfig, log: Log = print) -> Located:
     for folder in project_data_dirs():
         if (folder / SAMPLE_NAME).exists():
             sample = folder / SAMPLE_NAME
-            log(f"cifar10: full dataset not found locally and not downloaded ({why}); using the "
-                f"bundled sample {sample} (1,000 train + 200 test images per class)")
+            log(f"{NOTICE_PREFIX}full dataset not found locally and not downloaded ({why}); "
+                f"using the bundled sample {sample} (1,000 train + 200 test images per class)")
             return Located(sample, "bundled sample", is_sample=True)
         looked.append(str(folder / SAMPLE_NAME))
     raise DataError(

@@ -5,7 +5,8 @@ sorted), converts each to the run's channel count (``L``, ``RGB`` or ``RGBA``, a
 image-folder reader does), resizes it to the run's input size (bilinear, like
 ``data.image_size``), standardizes it per image exactly as the training data was
 (:func:`cnnlab.data.dataset.standardize`) and returns one :class:`Prediction` per file.
-Every file is decoded before TensorFlow loads, so that a bad file fails fast, by name.
+Every file is decoded before TensorFlow loads, so that a bad file fails fast, by name (or,
+asked to, is reported and left out while the others are predicted).
 
 Decoding is the image-folder reader's own (:func:`cnnlab.data.readers.convert_image`): EXIF
 orientation applied, 16-bit or float images scaled to 0-255 rather than clipped, and an
@@ -99,16 +100,25 @@ def read_image(path: Path, input_shape: tuple[int, ...],
 
 
 def load_images(files: Sequence[Path], input_shape: tuple[int, ...],
-                max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                setting: str = "data.max_pixels") -> np.ndarray:
-    """Raw uint8 pixels (N, H, W, C) of the files, converted to the run's input shape."""
+                max_pixels: int | None = DEFAULT_MAX_PIXELS, setting: str = "data.max_pixels",
+                failed: list[DataError] | None = None) -> tuple[np.ndarray, list[Path]]:
+    """Raw uint8 pixels (N, H, W, C) of the files, converted to the run's input shape, and
+    the files they are. A file that is not a readable image raises DataError, or with a
+    ``failed`` list is added to it and left out."""
     if input_shape[2] not in MODES:
         raise RunError(f"the run's input has {input_shape[2]} channels; predict reads "
                        "images as 1, 3 or 4 channels only")
-    images = np.empty((len(files), *input_shape), dtype=np.uint8)
-    for i, path in enumerate(files):
-        images[i] = read_image(path, input_shape, max_pixels, setting)
-    return images
+    images, read = [], []
+    for path in files:
+        try:
+            images.append(read_image(path, input_shape, max_pixels, setting))
+        except DataError as exc:
+            if failed is None:
+                raise
+            failed.append(exc)
+            continue
+        read.append(path)
+    return np.array(images, dtype=np.uint8).reshape(-1, *input_shape), read
 
 
 def _pixel_limit(run: load.Run) -> int | None:
@@ -121,14 +131,18 @@ def _pixel_limit(run: load.Run) -> int | None:
 
 
 def predict(run_dir: str | Path, inputs: Sequence[str | Path], trust_model: bool = False,
-            batch_size: int = 256) -> list[Prediction]:
+            batch_size: int = 256, failed: list[DataError] | None = None) -> list[Prediction]:
     """Class probabilities of a finished run's best model for image files or folders,
-    one :class:`Prediction` per file, in input order (folders sorted)."""
+    one :class:`Prediction` per file, in input order (folders sorted). ``failed``: the
+    files that are not readable images go there (their DataError) and the others are
+    predicted; without it, the first one raises."""
     run = load.read_run(run_dir)
     input_shape, class_names = load.recorded_input(run)
-    files = image_files(inputs)
     setting = f"data.max_pixels in {run.path / layout.CONFIG_FILE}"
-    images = load_images(files, input_shape, _pixel_limit(run), setting)  # before TensorFlow
+    images, files = load_images(image_files(inputs), input_shape, _pixel_limit(run), setting,
+                                failed)  # before TensorFlow
+    if not files:
+        return []
     model = load.load_run_model(run, trust_code=trust_model)
     if tuple(model.input_shape[1:]) != input_shape:
         raise RunError(f"{run.path}: model.keras takes {model.input_shape[1:]} but the run "

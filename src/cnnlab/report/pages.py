@@ -19,7 +19,6 @@ import base64
 import csv
 import html
 import io
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -29,21 +28,40 @@ from cnnlab.errors import RunError
 from cnnlab.runs import layout, load, storage
 
 REPORT_NAME = layout.REPORT_FILE
-RUN_FIGURES = ((layout.CURVES_FILE, "Learning curves"), (layout.CONFUSION_FILE, "Confusion matrix"))
+# Each known figure's caption and size on the page, by how much it tells: large (the
+# page's width), medium, small (a flat learning-rate line needs little room).
+FIGURES = {
+    layout.CURVES_FILE: ("Learning curves: loss and accuracy by epoch", "large"),
+    layout.CONFUSION_FILE: ("Confusion matrix of the test set", "medium"),
+    layout.LEARNING_RATE_FILE: ("Learning rate by epoch", "small"),
+    layout.ACCURACY_FILE: ("Best validation and test accuracy by run or arm", "large"),
+    layout.TIMING_FILE: ("Time per step and per epoch by batch size, beside the report's",
+                         "large"),
+    layout.SEARCH_HISTORY_FILE: ("Each trial's metric and the best so far", "medium"),
+    layout.IMPORTANCE_FILE: ("Which parameter mattered (fANOVA importance)", "medium"),
+}
+RUN_FIGURES = (layout.CURVES_FILE, layout.CONFUSION_FILE, layout.LEARNING_RATE_FILE)
+TABLE_PICTURES = {layout.TIMING_TABLE_PNG_FILE}  # shown as the HTML table of its CSV instead
+ACTIVATION_NAME = re.compile(r"(?P<gradcam>gradcam-)?(?P<layer>.+)-(?P<split>test|val)"
+                             r"(?P<index>\d+)")
 Log = Callable[[str], None]
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ccc; }
+.scroll { max-width: 100%; overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
 th { background: #f2f2f2; } td.text, th.text { text-align: left; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
-figure { margin: 1em 0; } figcaption { color: #555; font-size: 0.85em; }
-img { max-width: 100%; height: auto; border: 1px solid #eee; }
+code { background: #f2f2f2; padding: 0 0.2em; }
+figure { margin: 1em 0; display: inline-block; vertical-align: top; margin-right: 1em; }
+figure.large { display: block; max-width: 100%; margin-right: 0; }
+figure.medium { max-width: 720px; } figure.small { max-width: 420px; }
+figcaption { color: #555; font-size: 0.9em; margin-top: 0.3em; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; box-sizing: border-box; }
 .note { color: #555; font-size: 0.9em; }
-.pair figure { display: inline-block; vertical-align: top; max-width: 49%; margin-right: 1%; }
 """
 
 
@@ -59,8 +77,10 @@ def _cell(value: Any) -> str:
         return f"<td>{value:.4g}</td>"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"<td>{value}</td>"
-    if isinstance(value, dict | list):
-        value = json.dumps(value)
+    if isinstance(value, dict):  # key_values flattens these; elsewhere: key: value, ...
+        value = ", ".join(f"{k}: {v}" for k, v in value.items())
+    elif isinstance(value, list | tuple):
+        value = ", ".join(map(str, value))
     return f'<td class="text">{esc("" if value is None else value)}</td>'
 
 
@@ -73,17 +93,41 @@ def table(columns: Sequence[str], rows: Iterable[Sequence[Any]],
         cells = [f'<td class="text">{v}</td>' if i in raw_columns else _cell(v)
                  for i, v in enumerate(row)]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f'<div class="scroll"><table><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
 def key_values(mapping: dict[str, Any]) -> str:
-    return table(["key", "value"], ([k, v] for k, v in mapping.items()))
+    """A two-column table; nested records flattened to dotted keys (``distribute.class``)."""
+    return table(["key", "value"], ([k, v] for k, v in storage.flatten(mapping).items()))
 
 
-def image(path: Path, caption: str) -> str:
+def image(path: Path, caption: str, size: str = "medium") -> str:
+    """An embedded PNG with its caption; ``size``: large, medium or small on the page.
+    ``data-file`` names the file the picture came from."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{esc(caption)}">'
+    return (f'<figure class="{size}"><img src="data:image/png;base64,{data}" '
+            f'alt="{esc(caption)}" data-file="{esc(path.name)}">'
             f"<figcaption>{esc(caption)}</figcaption></figure>")
+
+
+def caption(path: Path) -> tuple[str, str]:
+    """A figure's caption and size: the known ones from :data:`FIGURES`, activation maps
+    by layer and image, any other from its name in words."""
+    if path.name in FIGURES:
+        return FIGURES[path.name]
+    found = ACTIVATION_NAME.fullmatch(path.stem)
+    if path.parent.name == layout.ACTIVATIONS_DIR and found:
+        what = "Grad-CAM on" if found["gradcam"] else "Activations of"
+        split = "test" if found["split"] == "test" else "validation"
+        return f"{what} {found['layer']}, {split} image {int(found['index'])}", "large"
+    words = path.stem.replace("_", " ").replace("-", " ").strip()
+    return words[:1].upper() + words[1:], "medium"
+
+
+def inline_markdown(text: str) -> str:
+    """One line of Markdown as HTML: escaped, with its bold and code marks rendered."""
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", esc(text))
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
 def page(title: str, sections: Sequence[tuple[str, str]], subtitle: str = "") -> str:
@@ -99,8 +143,8 @@ def _pre(path: Path) -> str:
     return f"<pre>{esc(path.read_text(encoding='utf-8'))}</pre>" if path.exists() else ""
 
 
-def _images(paths: Iterable[Path], root: Path) -> str:
-    return "".join(image(p, str(p.relative_to(root))) for p in paths)
+def _images(paths: Iterable[Path]) -> str:
+    return "".join(image(p, *caption(p)) for p in paths if p.name not in TABLE_PICTURES)
 
 
 # --- run page -----------------------------------------------------------------------
@@ -137,17 +181,15 @@ def _history_table(history: list[dict[str, Any]]) -> str:
 
 def run_page(run: load.Run) -> str:
     root = run.path
-    figures = "".join(image(root / name, caption) for name, caption in RUN_FIGURES
-                      if (root / name).exists())
-    known = {name for name, _ in RUN_FIGURES}
-    others = _images(sorted(p for p in root.glob("*.png") if p.name not in known), root)
-    maps = _images(sorted((root / layout.ACTIVATIONS_DIR).glob("*.png")), root)
+    figures = _images([*(root / n for n in RUN_FIGURES if (root / n).exists()),
+                       *sorted(p for p in root.glob("*.png") if p.name not in RUN_FIGURES)])
+    maps = _images(sorted((root / layout.ACTIVATIONS_DIR).glob("*.png")))
     if not maps:
         maps = ('<p class="note">None drawn yet: <code>cnnlab plot-activations '
                 f"{esc(root)}</code> draws them and rebuilds this page.</p>")
     return page(f"cnnlab run: {run.name}", [
         ("Metrics", _metrics_table(run.metrics)),
-        ("Figures", f'<div class="pair">{figures}</div>{others}' if figures else others),
+        ("Figures", figures),
         ("Per class on the test set", per_class_table(run.metrics)),
         ("History and timing per epoch", _history_table(run.history)),
         ("Time per phase of the run (s)", key_values(run.metrics.get("phases", {}))),
@@ -202,7 +244,7 @@ def _csv_rows(path: Path) -> list[list[str]]:
 
 
 def _markdown_list(path: Path) -> str:
-    """The bullet lines of a findings.md as HTML paragraphs (bold marks kept)."""
+    """The bullet lines of a findings.md as HTML paragraphs (bold and code marks kept)."""
     if not path.exists():
         return ""
     items = []
@@ -210,13 +252,11 @@ def _markdown_list(path: Path) -> str:
         if line.startswith("## "):
             items.append(f"<h3>{esc(line[3:])}</h3>")
         elif line.startswith("- "):
-            text = esc(line[2:])
-            text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-            items.append(f"<p>{text}</p>")
+            items.append(f"<p>{inline_markdown(line[2:])}</p>")
     return "".join(items)
 
 
-def _csv_table(path: Path) -> str:
+def csv_table(path: Path) -> str:
     if not path.exists():
         return ""
     rows = _csv_rows(path)
@@ -246,11 +286,13 @@ def sweep_page(folder: Path, log: Log) -> str:
         target = f"{run_dir.name}/{REPORT_NAME}"
         links.append(f'<li><a href="{esc(target)}">{esc(run_dir.name)}</a></li>')
     run_dirs = {p.resolve(): p for p in run_list}
-    plots = _images(sorted(folder.glob("*.png")), folder)
+    plots = _images(sorted(folder.glob("*.png")))
     return page(f"cnnlab sweep: {folder.resolve().name}", [
         ("Findings", _markdown_list(folder / layout.FINDINGS_FILE)),
         ("Summary by arm (mean over repeats, 95 % interval)",
-         _csv_table(folder / layout.SUMMARY_CSV_FILE)),
+         csv_table(folder / layout.SUMMARY_CSV_FILE)),
+        ("Time per step and per epoch beside the report's Table 1",
+         csv_table(folder / layout.TIMING_TABLE_CSV_FILE)),
         ("Results", _results_table(folder, run_dirs)),
         ("Comparison plots", plots or '<p class="note">No plots in this folder.</p>'),
         ("Runs", f"<ul>{''.join(links)}</ul>"),

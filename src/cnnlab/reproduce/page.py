@@ -10,24 +10,46 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnlab.report.pages import esc, image, key_values, page, per_class_table, table
-from cnnlab.reproduce.table1 import TABLE_FILES
+from cnnlab.report.pages import (
+    caption,
+    csv_table,
+    esc,
+    image,
+    inline_markdown,
+    key_values,
+    page,
+    per_class_table,
+    table,
+)
 from cnnlab.reproduce.verdicts import FAILS, HOLDS, UNCLEAR, Verdict
 from cnnlab.runs import layout, load, storage
 
 COLOURS = {HOLDS: "#1a7f37", FAILS: "#b42318", UNCLEAR: "#8a6d00"}
 
 
-def _figures(folder: Path, names: tuple[str, ...], caption: str) -> str:
-    return "".join(image(folder / n, f"{caption}: {n}") for n in names if (folder / n).exists())
+def _figures(folder: Path, names: tuple[str, ...], what: str) -> str:
+    """The figures of one study folder, each captioned as on a sweep page, with ``what``."""
+    shown = []
+    for name in names:
+        if (folder / name).exists():
+            text, size = caption(folder / name)
+            shown.append(image(folder / name, f"{text} ({what})", size))
+    return "".join(shown)
 
 
 def _findings(folder: Path) -> str:
     path = folder / layout.FINDINGS_FILE
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    items = [f"<li>{esc(line[2:]).replace('**', '')}</li>" for line in lines
-             if line.startswith("- ")]
+    items = [f"<li>{inline_markdown(line[2:])}</li>" for line in lines if line.startswith("- ")]
     return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
+def _table1(batch: Path) -> str:
+    """Table 1 of the report beside ours, as text: the batch-size sweep's timing table."""
+    found = csv_table(batch / layout.TIMING_TABLE_CSV_FILE)
+    return (f"<p class=\"note\">Table 1: time per step and per epoch by batch size; the "
+            f"<code>report_</code> columns are the report's numbers.</p>{found}" if found
+            else "")
 
 
 def _verdicts(judged: list[Verdict], section: str | None = None) -> str:
@@ -46,12 +68,12 @@ def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
     return [
         ("The report's claims", _verdicts(judged)),
         ("1. Data: split and standardization",
-         image(root / layout.STANDARDIZATION_FILE, "pixel values before and after per-image "
-               "standardization") + key_values(facts["split"])),
+         image(root / layout.STANDARDIZATION_FILE, "Pixel values before and after per-image "
+               "standardization", "large") + key_values(facts["split"])),
         ("2. Reference models: trainable parameters", key_values(facts["params"])),
         ("3. Batch size (Table 1, Figure 2)",
-         _verdicts(judged, "3") + _findings(batch) + _figures(
-             batch, (*TABLE_FILES[3:1:-1], layout.ACCURACY_FILE, layout.SWEEP_CURVES_FILE),
+         _verdicts(judged, "3") + _findings(batch) + _table1(batch) + _figures(
+             batch, (layout.TIMING_FILE, layout.ACCURACY_FILE, layout.SWEEP_CURVES_FILE),
              "batch-size sweep")),
         ("4. Optimizers (Figure 3)", _sweep_section(root / "optimizer")),
         ("6. Depth and grid search (Figures 4-5)",
@@ -82,7 +104,7 @@ def _best_model(folder: Path, run_dir: Path | None) -> str:
 def _figures_in(run_dir: Path | None, sub: str) -> str:
     if run_dir is None:
         return ""
-    return "".join(image(p, p.name) for p in sorted((run_dir / sub).glob("*.png")))
+    return "".join(image(p, *caption(p)) for p in sorted((run_dir / sub).glob("*.png")))
 
 
 def write(study: Any, root: Path, judged: list[Verdict], facts: dict[str, Any],

@@ -124,9 +124,10 @@ def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path)
 
 
 def run(study: Study, out: str | Path | None = None, log: Log = print,
-        outputs_root: str | Path = "outputs", jobs: int | str = 1) -> Path:
+        outputs_root: str | Path = "outputs", jobs: int | str = 1,
+        progress: bool = False) -> Path:
     """Run (or resume) every sweep of the study, then judge and write the report;
-    ``jobs`` as in :func:`cnnlab.sweep.run.run_sweep`."""
+    ``jobs`` and ``progress`` as in :func:`cnnlab.sweep.run.run_sweep`."""
     from cnnlab.sweep import run as sweeps
 
     root = study_folder(study, out, outputs_root)
@@ -134,7 +135,8 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
     for number, sweep in enumerate(study.sweeps, start=1):
         log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
         sweeps.run_sweep(sweep, root / sweep.name, log=log, backend=LocalOptions(jobs),
-                         extra=table1.write_table1, budget_s=study.budget_of(sweep))
+                         extra=table1.write_table1, budget_s=study.budget_of(sweep),
+                         progress=progress)
     finish(study, root, log)
     return root
 

@@ -13,13 +13,14 @@ import matplotlib
 import yaml
 
 from cnnlab.report.figures import plt, save_figure
-from cnnlab.runs import storage
+from cnnlab.runs import layout, storage
 from cnnlab.runs.layout import Status, ranked_status
 
 REFERENCE_FILE = Path(__file__).parent / "reference.yaml"  # the report's own numbers
 TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
                   "report_s_per_epoch", "variant", "run"]
-TABLE_FILES = ("timing_table.csv", "timing_table.md", "timing.png", "timing_table.png")
+TABLE_FILES = (layout.TIMING_TABLE_CSV_FILE, layout.TIMING_TABLE_MD_FILE, layout.TIMING_FILE,
+               layout.TIMING_TABLE_PNG_FILE)
 
 
 def _finite(value: Any) -> bool:

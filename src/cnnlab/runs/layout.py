@@ -39,6 +39,10 @@ FINDINGS_FILE = "findings.md"
 BEST_CONFIG_FILE = "best_config.yaml"
 FAILURES_FILE = "failures.json"
 LOCK_FILE = ".lock"
+TIMING_FILE = "timing.png"  # time by batch size, beside the reference report's Table 1
+TIMING_TABLE_CSV_FILE = "timing_table.csv"
+TIMING_TABLE_MD_FILE = "timing_table.md"
+TIMING_TABLE_PNG_FILE = "timing_table.png"
 HPARAMS_DIR = "hparams"
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")  # Keras' logs of an epoch

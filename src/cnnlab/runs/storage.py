@@ -154,6 +154,9 @@ def check_no_link(folder: Path) -> Path:
 def check_out_dir(out: str | Path) -> Path:
     """``out`` as a Path; RunError if it already holds anything (runs are never overwritten)."""
     path = Path(out)
+    if is_run_folder(path) and not is_finished(path):
+        raise RunError(f"--out {path}: holds an interrupted run; continue it with --resume "
+                       "(the same CONFIG and --set), or choose a new folder")
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise RunError(f"--out {path}: already exists and is not empty; "
                        "choose a new folder or delete this one")

@@ -54,8 +54,10 @@ def local_options(jobs: int | str, ray_options_given: Sequence[str] = ()) -> Loc
     """The local backend's options; Ray's options given without ``--backend ray`` are an
     error rather than silently ignored."""
     if ray_options_given:
-        raise ConfigError(f"{', '.join(ray_options_given)}: only with --backend ray; add "
-                          "--backend ray, or drop them to train on this machine")
+        them = "them" if len(ray_options_given) > 1 else "it"
+        raise ConfigError(f"{', '.join(ray_options_given)}: only used with --backend ray "
+                          f"(backend local ignores {them}); add --backend ray, or drop "
+                          f"{them} to train on this machine")
     return LocalOptions(jobs)
 
 

@@ -91,12 +91,12 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
         ax.text(t + 0.005, p + 0.2, f"{t:.3f}", va="center", fontsize=8)
     ax.set_yticks(list(positions), labels)
     ax.invert_yaxis()
-    ax.set_xlim(0, min(1.0, max([*val, *test, 0.1]) * 1.15))
+    ax.set_xlim(0, min(1.05, max([*val, *test, 0.1]) * 1.25))  # room for the labels
     ax.set_xlabel("accuracy")
     ax.set_ylabel("run")
     ax.set_title(f"{title}: accuracy by run")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # beside: hides no bar
     save_figure(fig, path)
 
 
@@ -104,6 +104,7 @@ def plot_arm_accuracy(summary: Sequence[dict[str, Any]], path: Path, title: str)
     """Mean best validation accuracy and test accuracy of each arm with 95 % intervals."""
     rows = [r for r in summary if r["best_val_accuracy_mean"] is not None]
     positions = range(len(rows))
+    right = min(1.0, max([r["best_val_accuracy_mean"] for r in rows] + [0.1]) * 1.25)
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.55 * len(rows)))
     for offset, metric, name, colour in ((-0.2, "best_val_accuracy", "best validation "
                                           "accuracy", "tab:blue"),
@@ -116,12 +117,15 @@ def plot_arm_accuracy(summary: Sequence[dict[str, Any]], path: Path, title: str)
         ax.barh([p + offset for p in positions], means, height=0.4, xerr=errors, capsize=3,
                 label=f"{name} (mean, 95 % CI)", color=colour)
         for p, m, high in zip(positions, means, errors[1], strict=True):
-            ax.text(m + high + 0.005, p + offset, f"{m:.3f}", va="center", fontsize=8)
+            # inside the axes even when the interval runs past them (a few repeats): a
+            # label outside would widen the saved figure many times over
+            ax.text(min(m + high + 0.005, right * 0.93), p + offset, f"{m:.3f}",
+                    va="center", fontsize=8)
     ax.set_yticks(list(positions), [f"{r['arm']} (n={r['n']})"
                                     + (f" ({r['vs_best']})" if r["vs_best"] else "")
                                     for r in rows])
     ax.invert_yaxis()
-    ax.set_xlim(0, min(1.0, max([r["best_val_accuracy_mean"] for r in rows] + [0.1]) * 1.25))
+    ax.set_xlim(0, right)
     ax.set_xlabel("accuracy")
     ax.set_title(f"{title}: accuracy by arm (mean of repeats, 95 % interval)")
     ax.grid(axis="x", alpha=0.3)

@@ -16,6 +16,12 @@ from typing import Any
 from cnnlab.runs.layout import METRICS, Outcome, ranked_status
 from cnnlab.sweep.stats import ALPHA, MARGIN, POWER, detectable_difference, tested_metric
 
+TRAINED_ONCE = ("Each arm was trained once (n = 1), so no difference between arms can be "
+                "judged: run the sweep with `--repeats 3` or more.")
+SAMPLED_ONCE = ("Each trial was trained once (n = 1), so no difference between trials can be "
+                "judged: a search takes no repeats; to judge the best trials, write a sweep "
+                "file whose variants are their values and run it with `--repeats 3` or more.")
+
 
 def label(arm: str) -> str:
     """An arm id without its number: ``003-adam`` -> ``adam``."""
@@ -31,8 +37,9 @@ def _interval(row: dict[str, Any], metric: str) -> str:
 
 
 def comparison(summary: Sequence[dict[str, Any]], select_by: str, tested: str,
-               margin: float = MARGIN) -> list[str]:
-    """The winner, and how each other arm stands against it (summary.csv's words)."""
+               margin: float = MARGIN, sampled: bool = False) -> list[str]:
+    """The winner, and how each other arm stands against it (summary.csv's words).
+    ``sampled``: the arms are a search's trials (TPE, random), which take no --repeats."""
     ranked = sorted((r for r in summary if r["rank"] is not None), key=lambda r: r["rank"])
     if not ranked:
         return ["No run finished, so nothing can be compared."]
@@ -43,8 +50,7 @@ def comparison(summary: Sequence[dict[str, Any]], select_by: str, tested: str,
         lines.append(f"Every arm had a diverged run; this one {best['diverged']} of "
                      f"{best['n']}.")
     if best["n"] < 2:
-        return lines + ["Each arm was trained once (n = 1), so no difference between arms "
-                        "can be judged: run the sweep with `--repeats 3` or more."]
+        return lines + [SAMPLED_ONCE if sampled else TRAINED_ONCE]
     tested_name = METRICS[tested].meaning
     lines.append(f"Against it on {tested_name} ({_interval(best, tested)}):")
     for row in ranked[1:]:
@@ -168,11 +174,13 @@ def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float 
 
 def findings(title: str, summary: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
              arms: Sequence[str], select_by: str, margin: float = MARGIN,
-             vary_split: bool = False, max_repeats: int | None = None) -> str:
-    """The whole ``findings.md``; ``max_repeats``: the sweep had adaptive seeds."""
+             vary_split: bool = False, max_repeats: int | None = None,
+             sampled: bool = False) -> str:
+    """The whole ``findings.md``; ``max_repeats``: the sweep had adaptive seeds;
+    ``sampled``: of a TPE or random search."""
     tested = tested_metric(rows, select_by)
     repeats = max((r["n"] for r in summary), default=0)
-    sections = [("Which arm is best", comparison(summary, select_by, tested, margin)),
+    sections = [("Which arm is best", comparison(summary, select_by, tested, margin, sampled)),
                 ("Seeds per decision",
                  adaptive(summary, max_repeats, margin) if max_repeats else []),
                 ("Diverged runs", diverged(summary, tested)),

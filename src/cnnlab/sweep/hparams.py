@@ -14,6 +14,7 @@ through ``tf.io.gfile``, which imports TensorFlow whenever TensorFlow is install
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import time
 from collections.abc import Callable
@@ -65,8 +66,11 @@ def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, A
         run = load.read_run(run_dir)
         if not run.config.get("tracking", {}).get("tensorboard", True):
             continue
-        summaries = [(0, hparams_pb({key: _hparam_value(row[key]) for key in params},
-                                    trial_id=f"{sweep_name}/{run_dir.name}"))]
+        # a key an arm does not have (Adam's momentum) is left out of its session, not
+        # written as text: a numeric column stays numeric in TensorBoard
+        values = {key: _hparam_value(row[key]) for key in params
+                  if row.get(key) not in (None, "")}
+        summaries = [(0, hparams_pb(values, trial_id=f"{sweep_name}/{run_dir.name}"))]
         step = int(run.metrics.get("epochs_run") or 0)
         summaries += [(step, scalar_pb(key, run.metrics[key])) for key in layout.FINAL_METRICS[:4]
                       if isinstance(run.metrics.get(key), int | float)]
@@ -74,5 +78,5 @@ def write_sweep_hparams(sweep_dir: Path, sweep_name: str, rows: list[dict[str, A
         written += 1
     if written:
         log(f"tensorboard: hparams of {written} runs; view with tensorboard --logdir "
-            f"{Path(sweep_dir).parent}")
+            f"{shlex.quote(str(Path(sweep_dir).parent))}")
     return written

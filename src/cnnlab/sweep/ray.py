@@ -27,6 +27,7 @@ from typing import Any
 
 from cnnlab.backend import runtime
 from cnnlab.config.schema import Config
+from cnnlab.data.dataset import NOTICE_PREFIX
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.sweep import executors
 from cnnlab.sweep.spec import SweepRun
@@ -44,8 +45,8 @@ class RayOptions:
     num_cpus: int | None = None  # CPUs of a locally started Ray (default: all)
 
 
-def ray_options(address: str | None, cpus_per_run: float, gpus_per_run: float,
-                jobs_given: bool = False) -> RayOptions:
+def ray_options(address: str | None, cpus_per_run: float | None = None,
+                gpus_per_run: float | None = None, jobs_given: bool = False) -> RayOptions:
     """The Ray backend's options, checked before any folder is made: Ray importable, the
     cluster at ``address`` reachable, no ``--jobs`` (Ray decides how many run at once)."""
     if jobs_given:
@@ -54,7 +55,8 @@ def ray_options(address: str | None, cpus_per_run: float, gpus_per_run: float,
     import_ray(address)
     if address and address != "auto":
         check_reachable(address)
-    return RayOptions(address, cpus_per_run, gpus_per_run)
+    return RayOptions(address, 1.0 if cpus_per_run is None else cpus_per_run,
+                      0.0 if gpus_per_run is None else gpus_per_run)
 
 
 def import_ray(address: str | None = None) -> Any:
@@ -188,8 +190,9 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
         raise CnnlabError(f"--address {address}: no Ray cluster reachable there "
-                          f"({exc.strerror or exc}); start one with: ray start --head "
-                          f"--port={port}, or give its address") from None
+                          f"({exc.strerror or exc}); start one with: ray start --head (it "
+                          "prints the address to give), or give a running cluster's "
+                          "address") from None
 
 
 def train_task(run: SweepRun, run_dir: str, cwd: str, cpus: float) -> None:
@@ -197,5 +200,6 @@ def train_task(run: SweepRun, run_dir: str, cwd: str, cpus: float) -> None:
     if os.path.isdir(cwd):
         os.chdir(cwd)  # relative data paths and outputs/ resolve as on the driver
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(cpus))))
-    executors.train_run(run, Path(run_dir),
-                        lambda line: print(f"    {run.id}: {line}", flush=True))  # Ray shows it
+    executors.train_run(run, Path(run_dir), lambda line: None if line.startswith(
+        NOTICE_PREFIX) else print(f"    {run.id}: {line}", flush=True))  # Ray shows it; the
+    # driver said where the data came from (warm_cache)

@@ -24,6 +24,7 @@ from cnnlab.sweep import stats
 from cnnlab.sweep.spec import Sweep
 
 METRIC_COLUMNS = [*layout.RESULT_METRICS, "status"]
+NODE_COLUMN = "node"  # the machine (and Ray node) that trained the run
 
 
 @dataclass(frozen=True)
@@ -60,9 +61,10 @@ def metrics_row(run_dir: Path) -> dict[str, Any]:
         for key, value in row.items():
             if isinstance(value, float):
                 row[key] = round(value, 3 if key in ("ms_per_step", "s_per_epoch") else 6)
+        row[NODE_COLUMN] = (metrics.get("environment") or {}).get("node")
         return {k: ("" if v is None else v) for k, v in row.items()}
     status = Status.FAILED if (run_dir / layout.ERROR_FILE).exists() else Status.PENDING
-    return {**{key: "" for key in METRIC_COLUMNS}, "status": status}
+    return {**{key: "" for key in METRIC_COLUMNS}, "status": status, NODE_COLUMN: ""}
 
 
 def rank_rows(rows: list[dict[str, Any]], select_by: str = "best_val_accuracy") -> None:
@@ -85,7 +87,7 @@ def best_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def columns(param_columns: list[str], arms: bool = False) -> list[str]:
     """The results.csv columns; a sweep's rows also name their arm and repeat."""
     return ["run", *(["arm", "repeat"] if arms else []), *param_columns, *METRIC_COLUMNS,
-            "rank", "run_dir"]
+            "rank", "run_dir", NODE_COLUMN]
 
 
 def format_table(rows: list[dict[str, Any]], param_columns: list[str]) -> str:

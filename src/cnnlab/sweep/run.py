@@ -9,6 +9,7 @@ console table, ``best_config.yaml``, the plots, ``report.html`` and TensorBoard'
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ __all__ = ["Sweep", "SweepRun", "builtin_sweeps", "describe", "finish",
 def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
               outputs_root: str | Path = "outputs",
               backend: LocalOptions | RayOptions = LOCAL,
-              extra: Extra | None = None, budget_s: float | None = None) -> Path:
+              extra: Extra | None = None, budget_s: float | None = None,
+              progress: bool = False) -> Path:
     """Train every run of ``sweep`` not finished yet; write results, plots and the winner.
 
     Returns the sweep folder. Runs whose folder holds ``metrics.json`` are kept as they
@@ -58,7 +60,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
     ``extra(sweep_dir, title, rows, params, summary)`` writes more outputs from the results
     (the reference study's timing table) and returns their paths. ``budget_s``: with
     adaptive seeds, no round starts that would take the sweep past it
-    (:mod:`cnnlab.sweep.seeds`).
+    (:mod:`cnnlab.sweep.seeds`). ``progress``: a bar of the overall progress under the
+    lines (for a terminal; the lines carry the counts anyway).
     """
     asks = sweep.search is not None and not sweep.runs  # a search: trials asked one by one
     configs = [config_from_dict(sweep.common, sweep.origin)] if asks else [
@@ -78,7 +81,7 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         todo = [] if asks else sweep_runner.pending(sweep, sweep_dir)
         executor = _executor(todo, backend, fit, log, configs[0] if asks else None)
         try:
-            sweep_runner.run(sweep, sweep_dir, executor, log, source)
+            sweep_runner.run(sweep, sweep_dir, executor, log, source, bar=progress)
         except BaseException:
             executor.close(cancel=True)
             raise
@@ -149,11 +152,17 @@ def write_search_figures(trials: search.Trials, sweep_dir: Path, log: Log = prin
     title = f"sweep {trials.base.name}"
     search_plots.plot_history(points, spec.metric, spec.direction == "maximize",
                               sweep_dir / layout.SEARCH_HISTORY_FILE, title)
-    found = search.importances(trials.study, spec.seed)
+    found, why_not = search.importances(trials.study, spec.seed)
+    figure = sweep_dir / layout.IMPORTANCE_FILE
     if found:
         complete = sum(state == "complete" for _, _, state in points)
-        search_plots.plot_importance(found, "fANOVA", complete, sweep_dir / layout.IMPORTANCE_FILE,
-                                     title)
+        search_plots.plot_importance(found, "fANOVA", complete, figure, title)
+    else:
+        figure.unlink(missing_ok=True)  # drawn before a resume: no longer what the study says
+        log(f"{figure.name} not drawn: {why_not}")
+        written = sweep_dir / layout.FINDINGS_FILE  # said on the page too
+        storage.write_atomic(written, written.read_text(encoding="utf-8") + (
+            f"## Which parameter mattered\n\n- `{figure.name}` is not drawn: {why_not}.\n"))
     log(search.pruning_summary(trials, sweep_dir))
     report.try_write_report(sweep_dir, log)
 
@@ -170,7 +179,8 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None 
     summary = results.write_summary(sweep, sweep_dir, rows, _race_columns(race))
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
         f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by, sweep.margin,
-        sweep.vary_split, sweep.adaptive.max_repeats if sweep.adaptive else None))
+        sweep.vary_split, sweep.adaptive.max_repeats if sweep.adaptive else None,
+        sampled=bool(sweep.search and sweep.search.strategy != "grid")))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else
         results.format_summary_table(summary, sweep.params, sweep.select_by))
@@ -179,7 +189,7 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None 
         path = results.write_best_config(sweep, sweep_dir, best)
         log(f"best: {best['arm']} ({sweep.select_by} "
             f"{results.format_number(best[f'{sweep.select_by}_mean'])}) -> {path} "
-            f"(train it with: cnnlab train {path})")
+            f"(train it with: cnnlab train {shlex.quote(str(path))})")
     per_arm = summary if sweep.repeats > 1 else None
     title = f"sweep {sweep.name}"
     written = sweep_plots.draw_all(sweep_dir, title, rows, sweep.params,

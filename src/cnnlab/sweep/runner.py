@@ -30,10 +30,11 @@ from typing import IO, Protocol
 
 import yaml
 
+from cnnlab.data.dataset import NOTICE_PREFIX
 from cnnlab.errors import CnnlabError, Interrupted, RunError, SweepInterrupted, one_line
 from cnnlab.runs import layout, storage
 from cnnlab.runs.layout import Status
-from cnnlab.sweep import results
+from cnnlab.sweep import progress, results
 from cnnlab.sweep.spec import Sweep, SweepRun, format_overrides
 from cnnlab.training import arithmetic
 
@@ -89,23 +90,36 @@ class Plan:
     def __init__(self, sweep: Sweep, sweep_dir: Path):
         self.sweep, self.sweep_dir, self.total = sweep, sweep_dir, len(sweep.runs)
         self.queue = deque(pending(sweep, sweep_dir))
+        self.ended = self.total - len(self.queue)  # finished earlier, then each settled
 
     def next_run(self) -> SweepRun | None:
         return self.queue.popleft() if self.queue else None
 
     def settled(self, run: SweepRun, outcome: Status) -> None:
-        pass
+        self.ended += 1
 
     def left(self) -> int:
-        return len(pending(self.sweep, self.sweep_dir))
+        return self.total - self.ended
 
 
 def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
-        source: Source | None = None) -> None:
+        source: Source | None = None, bar: bool = False) -> None:
     """Train every pending run of ``sweep`` (or every run ``source`` gives) through
-    ``executor``, as many at once as it fits."""
+    ``executor``, as many at once as it fits. ``bar``: show the overall progress as a
+    bar under the lines (a terminal)."""
     source = source or Plan(sweep, sweep_dir)
-    state = _Progress(source, sweep_dir, executor, log)
+    display = progress.Bar(source.total, source.total - source.left()) if bar else None
+    log = display.wrap(log) if display else log
+    state = _Progress(source, sweep_dir, executor, log, display)
+    try:
+        _run(source, sweep_dir, executor, log, state)
+    finally:
+        if display:
+            display.close()
+
+
+def _run(source: Source, sweep_dir: Path, executor: Executor, log: Log,
+         state: _Progress) -> None:
     for planned in source.sweep.runs:
         if storage.is_finished(sweep_dir / planned.id):
             log(f"{state.prefix(planned)}: finished earlier, kept")
@@ -136,12 +150,17 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
 
 
 class _Progress:
-    """The runner's bookkeeping: attempts, durations, log lines, failure records."""
+    """The runner's bookkeeping: attempts, durations, runs in flight, log lines (each
+    with the counts: done, running, waiting, time left), failure records."""
 
-    def __init__(self, source: Source, sweep_dir: Path, executor: Executor, log: Log):
+    def __init__(self, source: Source, sweep_dir: Path, executor: Executor, log: Log,
+                 display: progress.Bar | None = None):
         self.source, self.sweep_dir, self.executor, self.log = source, sweep_dir, executor, log
+        self.display = display
         self.attempts: Counter[str] = Counter()
         self.durations: list[float] = []
+        self.running: set[str] = set()
+        self.notices: set[str] = set()
 
     def prefix(self, planned: SweepRun) -> str:
         return f"[{planned.index}/{self.source.total}] {planned.id}"
@@ -160,30 +179,50 @@ class _Progress:
             elif self.attempts[planned.id] == 1:
                 self.log(f"{self.prefix(planned)}: cleared the unfinished folder of an "
                          "earlier attempt")
+        self.running.add(planned.id)
         self.log(f"{self.prefix(planned)}: {format_overrides(planned.overrides)} -- "
-                 f"{self._eta()}")
+                 f"started; {self.counts()}")
         if self.executor.slots > 1:  # runs side by side: one start and one end line each
             return self.executor.submit(planned, run_dir, lambda line: None)
-        return self.executor.submit(planned, run_dir, lambda line: self.log(f"    {line}"))
+        return self.executor.submit(planned, run_dir, self._run_line)
 
-    def _eta(self) -> str:
-        left = self.source.left()
-        runs_left = f"{left} run{'s' if left > 1 else ''} left"
-        if not self.durations:
-            return f"{runs_left}, time estimate after the first one"
-        seconds = statistics.mean(self.durations) * left / max(1, self.executor.slots)
-        return f"{runs_left}, about {format_duration(seconds)}"
+    def _run_line(self, line: str) -> None:
+        """A line of the run training in this process; a data notice once per sweep."""
+        if line.startswith(NOTICE_PREFIX):
+            if line in self.notices:
+                return
+            self.notices.add(line)
+        self.log(f"    {line}")
+
+    def counts(self, ending: int = 0) -> str:
+        """Runs done, running and waiting, and the time left (``ending``: runs about to
+        be counted as ended)."""
+        left = self.source.left() - ending
+        running = len(self.running)
+        done, waiting = self.source.total - left, left - running
+        text = f"{running} running, {waiting} waiting"
+        if left and not self.durations:
+            text += ", time left known after the first run"
+        elif left:
+            seconds = statistics.mean(self.durations) * left / max(1, min(self.executor.slots,
+                                                                        left))
+            text += f", about {format_duration(seconds)} left"
+        if self.display:
+            self.display.show(done, text)
+        return f"{done} done, {text}"
 
     def settle(self, future: Future[None], planned: SweepRun, seconds: float
                ) -> Status | None:
         """Record how ``planned`` ended: its status, or None when it is to be tried again."""
+        self.running.discard(planned.id)
         error = future.exception()
         if error is None:
             self.durations.append(seconds)
             row = results.metrics_row(self.sweep_dir / planned.id)
             self.log(f"{self.prefix(planned)}: {row['status']}, best val accuracy "
                      f"{results.format_number(row['best_val_accuracy'])}, test accuracy "
-                     f"{results.format_number(row['test_accuracy'])} ({format_duration(seconds)})")
+                     f"{results.format_number(row['test_accuracy'])} ({format_duration(seconds)})"
+                     f"; {self.counts(ending=1)}")
             return Status(row["status"])
         if isinstance(error, KeyboardInterrupt | Interrupted):
             raise SweepInterrupted(self.sweep_dir)

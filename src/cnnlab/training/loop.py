@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import socket
 import statistics
 import sys
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from cnnlab.backend import runtime
 from cnnlab.backend.tf import IMPORT_SECONDS, keras, tf
 from cnnlab.config.schema import Config, TrainConfig
 from cnnlab.data.dataset import Dataset, input_spec, load_dataset
-from cnnlab.errors import TrainingInterrupted
+from cnnlab.errors import RunError, TrainingInterrupted
 from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
 from cnnlab.training import (
@@ -40,7 +41,7 @@ from cnnlab.training import (
     tracking,
 )
 from cnnlab.training.model import build_model, check_fits, format_layer_table, trainable_params
-from cnnlab.training.timing import CallbackTime, EpochTimer, Phases
+from cnnlab.training.timing import CallbackTime, EpochTimer, Phases, TimeLeft
 
 Log = Callable[[str], None]
 StopCheck = Callable[[int, dict[str, float]], bool]
@@ -77,7 +78,21 @@ def environment() -> dict[str, Any]:
         "cnnlab": __version__, "python": sys.version.split()[0], "tensorflow": tf.__version__,
         "keras": keras.__version__, "numpy": np.__version__, "platform": platform.platform(),
         "cpu": cpu, "cpu_count": os.cpu_count(), "tensorflow_cpu": runtime.active()._asdict(),
+        "node": node(),
     }
+
+
+def node() -> str:
+    """The machine that ran the run: its host name, and on a Ray worker the Ray node's
+    address and id (a sweep on a cluster says which node trained which run)."""
+    host = socket.gethostname()
+    ray = sys.modules.get("ray")  # imported only where a Ray task runs this
+    if ray is None or not ray.is_initialized():
+        return host
+    node_id = ray.get_runtime_context().get_node_id()
+    address = next((n.get("NodeManagerAddress") for n in ray.nodes()
+                    if n.get("NodeID") == node_id), None) or ray.util.get_node_ip_address()
+    return f"{host} (ray node {address}, {node_id[:12]})"
 
 
 def _note_settings(config: Config, log: Log) -> None:
@@ -171,11 +186,12 @@ class BestCheckpoint(keras.callbacks.Callback):
 
 
 def _callbacks(config: Config, run_dir: Path, timer: EpochTimer, recorder: HistoryRecorder,
-               checkpoint: BestCheckpoint, phases: Phases) -> list[keras.callbacks.Callback]:
+               checkpoint: BestCheckpoint, phases: Phases, log: Log
+               ) -> list[keras.callbacks.Callback]:
     saving, logging = CallbackTime(phases, "checkpoints"), CallbackTime(phases, "tracking")
     callbacks = [
         *optimization.schedule_callbacks(config.train),  # before the recorder reads the rate
-        timer,
+        timer, TimeLeft(timer, config.train.epochs, log),
         DiskGuard(run_dir),  # before the writes below
         # TensorBoard; MLflow if enabled. Before the backup: an epoch a Ctrl-C leaves
         # backed up (not redone on --resume) has been logged.
@@ -260,6 +276,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
         storage.check_out_dir(out_dir)
     if config.tracking.mlflow:
         tracking.import_mlflow()  # missing: one line before any data or run folder
+        tracking.check_server(config)  # unreachable: the same, in seconds
     input_shape, num_classes = input_spec(config.data)  # without reading the data: fail fast
     check_fits(config.model, input_shape)
     sizes.check(config, input_shape, num_classes)  # before anything is allocated
@@ -278,10 +295,10 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     checkpoint = BestCheckpoint(run_dir / layout.MODEL_FILE,
                                 max((r["val_accuracy"] for r in done_rows), default=None))
     pruner = Pruning(stop_check)
-    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases)
+    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases, log)
     metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
-    if pruner.pruned:
-        metrics["status"] = Status.PRUNED
+    if pruner.pruned and len(rows) < config.train.epochs:  # stopped at its last epoch: not
+        metrics["status"] = Status.PRUNED                  # pruned, it trained them all
     _write_record(load.Run(run_dir, config.to_dict(), _json_safe(metrics), rows), phases, draw)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
     log(summary_line(metrics, run_dir))
@@ -314,7 +331,7 @@ def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: D
 
 def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
          done_rows: list[dict[str, Any]], checkpoint: BestCheckpoint, pruner: Pruning,
-         phases: Phases) -> list[dict[str, Any]]:
+         phases: Phases, log: Log) -> list[dict[str, Any]]:
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / layout.HISTORY_FILE, timer, done_rows)
@@ -326,12 +343,13 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
                 **training_inputs(config, model, data, randomness.variable),
                 epochs=config.train.epochs, shuffle=False, verbose=config.train.verbose,
                 callbacks=[randomness,
-                           *_callbacks(config, run_dir, timer, recorder, checkpoint, phases),
-                           pruner],
+                           *_callbacks(config, run_dir, timer, recorder, checkpoint, phases,
+                                       log), pruner],
             )
-    except OSError as exc:
-        _mark_interrupted(run_dir)  # a full disk: free space, then --resume
-        exc.filename = exc.filename or str(run_dir)  # the message names where it happened
+    except (OSError, RunError) as exc:
+        _mark_interrupted(run_dir)  # a full disk, a tracking server down: --resume
+        if isinstance(exc, OSError):
+            exc.filename = exc.filename or str(run_dir)  # the message names where it happened
         raise
     except KeyboardInterrupt:
         _mark_interrupted(run_dir)

@@ -4,6 +4,7 @@ wall time per phase of the whole run (:class:`Phases`)."""
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -44,6 +45,31 @@ class EpochTimer(keras.callbacks.Callback):
             "val_s": end - train_end,
             "ms_per_step": 1000.0 * train_s / self.steps_per_epoch,
         })
+
+
+class TimeLeft(keras.callbacks.Callback):
+    """A long training's progress: after an epoch, at most every ``every`` seconds, one
+    line with the epochs done of all and the time left (the median epoch so far, tracing
+    left out, times the epochs left). Short runs print nothing more."""
+
+    def __init__(self, timer: EpochTimer, epochs: int, log: Callable[[str], None],
+                 every: float = 30.0):
+        super().__init__()
+        self.timer, self.epochs, self.log, self.every = timer, epochs, log, every
+        self._last = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        left = self.epochs - (epoch + 1)
+        if left <= 0 or time.perf_counter() - self._last < self.every:
+            return
+        self._last = time.perf_counter()
+        seconds = [r["epoch_s"] for r in self.timer.rows]
+        per_epoch = statistics.median(seconds[1:] or seconds)
+        self.log(f"epoch {epoch + 1}/{self.epochs}, about {_minutes(per_epoch * left)} left")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 class Phases:

@@ -18,16 +18,20 @@ records where it went (tracking URI, experiment, run id), and a resumed run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cnnlab.backend.tf import keras
 from cnnlab.config.schema import Config
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, RunError
 from cnnlab.runs import layout, storage
 
 DEFAULT_URI = "sqlite:///outputs/mlflow.db"
@@ -37,12 +41,19 @@ def callbacks(config: Config, run_dir: Path) -> list[keras.callbacks.Callback]:
     """The tracking callbacks this config asks for."""
     found: list[keras.callbacks.Callback] = []
     if config.tracking.tensorboard:
-        found.append(keras.callbacks.TensorBoard(
+        found.append(EpochBoard(
             log_dir=str(Path(run_dir) / layout.TENSORBOARD_DIR), update_freq="epoch",
             profile_batch=0, write_graph=False, histogram_freq=0))
     if config.tracking.mlflow:
         found.append(MlflowLogger(config, Path(run_dir)))
     return found
+
+
+class EpochBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard with epoch steps counted from 1, as in history.csv and MLflow."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_epoch_end(epoch + 1, logs)
 
 
 # --- MLflow ---
@@ -54,6 +65,24 @@ def import_mlflow() -> Any:
         raise CnnlabError('tracking.mlflow: true needs MLflow: pip install "cnnlab[mlflow]"'
                           ) from None
     return mlflow
+
+
+def check_server(config: Config, timeout: float = 3.0) -> None:
+    """CnnlabError within ``timeout`` seconds unless the HTTP tracking server answers
+    (MLflow itself retries for minutes before giving up)."""
+    uri = config.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI") or ""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # something answers: the server decides the rest
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        reason = getattr(reason, "strerror", None) or reason
+        raise CnnlabError(f"tracking.uri {uri}: no MLflow server answers there ({reason}); "
+                          "start it (mlflow server --port PORT), give its address with "
+                          "--set tracking.uri=..., or --set tracking.mlflow=false") from None
 
 
 def tracking_uri(config: Config) -> str:
@@ -80,12 +109,15 @@ def experiment_name(config: Config, run_dir: Path) -> str:
 
 
 def flat_params(config: Config) -> dict[str, str]:
-    """The config as MLflow params: ``train.batch_size -> "32"``."""
+    """The config as MLflow params: ``train.batch_size -> "32"``, ``train.optimizer ->
+    "adam"`` (a text as it is, so that ``params.train.optimizer = 'adam'`` finds it; other
+    values as JSON: ``[8, 16]``, ``true``, ``null``)."""
     params: dict[str, str] = {}
     for key, value in config.to_dict().items():
         items = value.items() if isinstance(value, dict) else [(None, value)]
         for leaf, item in items:
-            params[f"{key}.{leaf}" if leaf else key] = json.dumps(item)[:6000]
+            text = item if isinstance(item, str) else json.dumps(item)
+            params[f"{key}.{leaf}" if leaf else key] = text[:6000]
     return params
 
 
@@ -121,6 +153,32 @@ class MlflowLogger(keras.callbacks.Callback):
         self.run_id: str | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        with self._server():
+            self._open()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        metrics = [_metric(k, logs[k], epoch + 1) for k in layout.EPOCH_METRICS
+                   if k in logs and math.isfinite(float(logs[k]))]
+        if metrics:
+            with self._server():
+                self.client.log_batch(self.run_id, metrics=metrics)
+
+    @contextlib.contextmanager
+    def _server(self) -> Iterator[None]:
+        """The tracking server failing mid-run: one line naming --resume (the run is
+        marked interrupted), not MLflow's traceback."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            yield
+        except MlflowException as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise RunError(f"tracking.uri {tracking_uri(self.config)}: MLflow failed ({reason}); "
+                           f"fix the server, then continue with: cnnlab train CONFIG --out "
+                           f"{self.run_dir} --resume") from None
+
+    def _open(self) -> None:
         uri = tracking_uri(self.config)
         self.client = _client(uri)  # a one-line error if MLflow is missing
         from mlflow.entities import Param
@@ -142,13 +200,6 @@ class MlflowLogger(keras.callbacks.Callback):
             self.client.log_batch(self.run_id, params=params[start:start + 100])
         storage.write_json(record_file, {"tracking_uri": uri, "experiment": name,
                                       "experiment_id": experiment_id, "run_id": self.run_id})
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        logs = logs or {}
-        metrics = [_metric(k, logs[k], epoch + 1) for k in layout.EPOCH_METRICS
-                   if k in logs and math.isfinite(float(logs[k]))]
-        if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
 
 
 def finish_run(config: Config, run_dir: Path, metrics: dict[str, Any]) -> None:

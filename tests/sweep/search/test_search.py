@@ -113,7 +113,7 @@ def test_search_study_best_config_and_figures(searched: tuple[Path, str]) -> Non
     assert_png(sweep_dir / "history.png")
     assert_png(sweep_dir / "importance.png", min_size=(300, 150))
     page = (sweep_dir / "report.html").read_text(encoding="utf-8")
-    assert 'alt="history.png"' in page and 'alt="importance.png"' in page
+    assert 'data-file="history.png"' in page and 'data-file="importance.png"' in page
 
 
 def test_dry_run_prints_the_space_and_trials(tmp_path: Path, sample_archive: Path,
@@ -294,3 +294,35 @@ def test_builtin_search_and_grid_strategy() -> None:
     with pytest.raises(ConfigError, match="strategy grid needs choices"):
         sweep_from_dict({"base": "best", "search": {"strategy": "grid"}, "space": {
             "train.learning_rate": {"low": 0.001, "high": 0.1}}}, "g.yaml")
+
+
+def test_trials_that_ran_their_last_epoch_are_finished_not_pruned(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """With 2 epochs the median rule may answer "prune" at the last epoch: such a trial
+    trained every epoch, so it is finished and ranked; findings advise no --repeats (the
+    search refuses them), and a missing importance.png says why."""
+    from click.testing import CliRunner
+
+    from cnnlab.cli import main
+
+    spec = write_search(tmp_path, sample_archive, cache_dir, trials=4, epochs=2,
+                        train_size=200)
+    result = CliRunner().invoke(main, ["sweep", str(spec), "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    found = rows(tmp_path / "s")
+    assert [r["status"] for r in found] == ["finished"] * 4
+    assert sorted(int(r["rank"]) for r in found) == [1, 2, 3, 4]
+    assert "search: 4 trials (4 finished); pruning saved 0 of 8 epochs" in result.output
+    findings = (tmp_path / "s" / "findings.md").read_text(encoding="utf-8")
+    assert "a search takes no repeats" in findings and "run the sweep with" not in findings
+    refused = CliRunner().invoke(main, ["sweep", str(spec), "--repeats", "3"])
+    assert refused.exit_code == 2 and "repeats 3 with strategy tpe" in refused.stderr
+
+    one = CliRunner().invoke(main, ["sweep", str(write_search(
+        tmp_path, sample_archive, cache_dir, trials=1, epochs=1, train_size=200)),
+        "--out", str(tmp_path / "one")])
+    assert one.exit_code == 0, one.output
+    reason = "importance.png not drawn: 1 finished trial; it needs at least two"
+    assert reason in one.output and not (tmp_path / "one" / "importance.png").exists()
+    page = (tmp_path / "one" / "report.html").read_text(encoding="utf-8")
+    assert "<code>importance.png</code> is not drawn: 1 finished trial" in page

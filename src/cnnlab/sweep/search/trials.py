@@ -258,14 +258,18 @@ def history_points(study: optuna.Study) -> list[tuple[int, float | None, str]]:
     return points
 
 
-def importances(study: optuna.Study, seed: int) -> dict[str, float] | None:
-    """fANOVA importance of each parameter over the finished trials (None: fewer than two,
-    or all with the same value)."""
+def importances(study: optuna.Study, seed: int) -> tuple[dict[str, float] | None, str]:
+    """fANOVA importance of each parameter over the finished trials, or None and why not
+    (fewer than two finished trials, or all with the same value)."""
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    if len(complete) < 2 or len({t.value for t in complete}) < 2:
-        return None
+    if len(complete) < 2:
+        return None, (f"{len(complete)} finished trial{'' if len(complete) == 1 else 's'}; "
+                      "it needs at least two (run more with --trials)")
+    if len({t.value for t in complete}) < 2:
+        return None, (f"the {len(complete)} finished trials all have the same value, so no "
+                      "parameter explains a difference")
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator)), ""
 
 
 def pruning_summary(trials: Trials, sweep_dir: Path) -> str:
