@@ -8,7 +8,13 @@ from pathlib import Path
 
 from cnnlab.runs import layout
 from cnnlab.runs.layout import Status
-from cnnlab.sweep.results import METRIC_COLUMNS, best_first, metrics_row, rank_rows
+from cnnlab.sweep.results import (
+    METRIC_COLUMNS,
+    NODE_COLUMN,
+    best_first,
+    metrics_row,
+    rank_rows,
+)
 
 
 def row(run: str, status: str, acc: object = "", loss: object = "") -> dict[str, object]:
@@ -87,18 +93,18 @@ def test_metrics_row_reads_metrics_json_rounded(tmp_path: Path) -> None:
         overfit_epoch=None, overfit_rise=0.0123456789, ms_per_step=12.34567,
         s_per_epoch=0.98765, trainable_params=1234, test_loss=9.9, epochs_run=4)
     found = metrics_row(run_dir)
-    assert list(found) == METRIC_COLUMNS  # only the results columns, in their order
+    assert list(found) == [*METRIC_COLUMNS, NODE_COLUMN]  # the results columns, in order
     assert found == {"best_val_accuracy": 0.123457, "best_epoch": 3, "test_accuracy": 0.5,
                      "final_train_loss": 1.0, "final_val_loss": 2.25, "overfit_epoch": "",
                      "overfit_rise": 0.012346, "ms_per_step": 12.346, "s_per_epoch": 0.988,
-                     "trainable_params": 1234, "status": "early_stopped"}
+                     "trainable_params": 1234, "status": "early_stopped", NODE_COLUMN: ""}
 
 
 def test_metrics_row_leaves_missing_metrics_blank(tmp_path: Path) -> None:
     found = metrics_row(write_metrics(tmp_path / "run", status="diverged",
                                       best_val_accuracy=0.1))
     assert found["status"] == "diverged" and found["best_val_accuracy"] == 0.1
-    assert {k for k, v in found.items() if v == ""} == set(METRIC_COLUMNS) - {
+    assert {k for k, v in found.items() if v == ""} == {*METRIC_COLUMNS, NODE_COLUMN} - {
         "status", "best_val_accuracy"}
 
 
@@ -109,7 +115,7 @@ def test_metrics_row_of_a_failed_run_and_of_an_unstarted_one(tmp_path: Path) -> 
                                             encoding="utf-8")
     empty = tmp_path / "empty"
     empty.mkdir()
-    blank = {key: "" for key in METRIC_COLUMNS if key != "status"}
+    blank = {key: "" for key in [*METRIC_COLUMNS, NODE_COLUMN] if key != "status"}
     assert metrics_row(failed) == {**blank, "status": Status.FAILED}
     assert metrics_row(empty) == {**blank, "status": Status.PENDING}
     assert metrics_row(tmp_path / "never-made") == {**blank, "status": Status.PENDING}
