@@ -36,7 +36,7 @@ STUDY_FILE = "study.db"
 RUN_ATTR, REASON_ATTR = "run", "failed_reason"  # trial user attributes
 INTERRUPTED = "interrupted"  # the reason of a trial cut off by a dead sweep process
 DUPLICATE = "values tried already"  # the reason of a repeated draw, asked again
-ASK_LIMIT = 200  # repeated draws in a row before the space counts as spent
+ASK_LIMIT = 50  # repeated draws in a row before the space counts as spent
 SCALARS = (type(None), bool, int, float, str)
 
 
