@@ -151,3 +151,16 @@ def test_a_spent_space_ends_the_search_instead_of_repeating(
     sizes = sorted(yaml.safe_load((p / layout.CONFIG_FILE).read_text())["train"]["batch_size"]
                    for p in trial_dirs(out))
     assert sizes == [16, 32]
+
+
+def test_a_sampled_size_that_cannot_fit_is_an_invalid_sample(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    spec = search_file(tmp_path, sample_archive, cache_dir, trials=3,
+                       space={"model.filters": {"choices": [[4], [1000000]]}})
+    out = tmp_path / "s"
+    result = sweep(spec, out)
+    assert result.exit_code == 0, result.output
+    assert "invalid sample, recorded as failed (model.filters: this run needs more than" \
+        in result.output
+    finished = [p for p in trial_dirs(out) if storage.is_finished(p)]
+    assert len(finished) == 1  # the model that fits trained; the other never allocated

@@ -23,20 +23,22 @@ from typing import Any
 import optuna
 import yaml
 
-from cnnlab.config.schema import config_from_dict, merge
-from cnnlab.errors import ConfigError
+from cnnlab.config.schema import Config, config_from_dict, merge
+from cnnlab.data.dataset import input_spec
+from cnnlab.errors import ConfigError, DataError
 from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import Status
 from cnnlab.sweep.search import pruning
 from cnnlab.sweep.search.spec import EPOCH_VALUE, Dimension, Search
 from cnnlab.sweep.spec import Sweep, SweepRun, TrialRef, trial_name, trial_run
+from cnnlab.training import sizes
 
 Log = Callable[[str], None]
 STUDY_FILE = "study.db"
 RUN_ATTR, REASON_ATTR = "run", "failed_reason"  # trial user attributes
 INTERRUPTED = Status.INTERRUPTED.value  # the reason of a trial cut off by a dead sweep
 DUPLICATE = "values tried already"  # the reason of a repeated draw, asked again
-ASK_LIMIT = 200  # repeated draws in a row before the space counts as spent
+ASK_LIMIT = 50  # repeated draws in a row before the space counts as spent
 SCALARS = (type(None), bool, int, float, str)
 
 
@@ -160,8 +162,10 @@ class Trials:
         ref = TrialRef(storage_url(self.sweep_dir), self.base.name, number, self.epoch_value,
                        search.pruner, search.trials, epochs(self.base))
         try:  # the folder name it was asked with (positions shift when one is cut off)
-            return dataclasses.replace(trial_run(self.base, position, params, ref),
-                                       id=run_id, arm=run_id), None
+            run = dataclasses.replace(trial_run(self.base, position, params, ref),
+                                      id=run_id, arm=run_id)
+            _check_fits(run.config)
+            return run, None
         except ConfigError as exc:  # an invalid sample: shown with its values, base config
             config = config_from_dict(merge(self.base.common,
                                             {"name": run_id.replace("=", "-")}))
@@ -232,6 +236,15 @@ class Trials:
 
     def left(self) -> int:
         return self.total - len(self.runs) + len(self.asked)
+
+
+def _check_fits(config: Config) -> None:
+    """ConfigError when a sampled config cannot fit in memory (an invalid sample)."""
+    try:
+        input_shape, num_classes = input_spec(config.data)
+    except DataError:
+        return  # left to the run, which fails and is recorded
+    sizes.check(config, input_shape, num_classes)
 
 
 def _key(params: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
