@@ -204,7 +204,7 @@ def test_cli_draws_and_rebuilds_the_report(tmp_path, reference_runs):
                                        "--image", "5", "--image", "6"])
     assert result.exit_code == 0, result.output
     page = (run / "report.html").read_text()
-    assert "activations/gradcam-block1_conv-test0006.png" in page
+    assert 'data-file="gradcam-block1_conv-test0006.png"' in page  # drawn on the page
     for index in (5, 6):
         assert_png(run / "activations" / f"gradcam-block1_conv-test{index:04d}.png", (600, 200),
                    aspect=(2.0, 4.5))

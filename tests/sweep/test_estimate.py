@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.sweep import estimate
 
 

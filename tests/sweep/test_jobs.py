@@ -167,7 +167,7 @@ def many_runs(folder: Path) -> str:
 
 
 @pytest.mark.parametrize(("args", "fragments"), [
-    (["--jobs", "100000"], ("--jobs 400: 400 runs at once need about", "GB of memory",
+    (["--jobs", "100000"], ("--jobs 100000: 400 runs at once need about", "GB of memory",
                             "is available; use --jobs")),
     (["--jobs", "2", "--backend", "ray"], ("--jobs is for --backend local",)),
     (["--jobs", "0"], ("Invalid value for '--jobs': '0': give a number of runs (1, 2, ...) "
@@ -192,7 +192,7 @@ def test_cnnlab_jobs_sets_the_default(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "s")], cwd=tmp_path,
                          env={**user_env(), "CNNLAB_JOBS": "100000"},
                          capture_output=True, text=True, timeout=120)
-    one_line_error(out.stderr, "--jobs 400: 400 runs at once need about")  # not the default 1
+    one_line_error(out.stderr, "--jobs 100000: 400 runs at once need about")  # not the default 1
 
 
 def test_a_run_waiting_for_the_cores_gets_its_worker_started_while_one_is_idle(

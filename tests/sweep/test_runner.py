@@ -98,13 +98,13 @@ def test_every_run_trains_once_and_results_rank_them(tmp_path: Path) -> None:
     assert results(tmp_path) == {IDS[0]: ("finished", 3), IDS[1]: ("finished", 2),
                                  IDS[2]: ("finished", 1)}
     assert not (tmp_path / layout.FAILURES_FILE).exists()
-    assert lines[0] == (f"[1/3] {IDS[0]}: train.batch_size=16 -- 3 runs left, time "
-                        "estimate after the first one")
+    assert lines[0] == (f"[1/3] {IDS[0]}: train.batch_size=16 -- started; 0 done, 1 running, "
+                        "2 waiting, time left known after the first run")
     assert f"    epoch 1 of {IDS[0]}" in lines  # one run at a time: its lines are shown
     assert f"[1/3] {IDS[0]}: finished, best val accuracy 0.1600, test accuracy 0.1500" in (
         line.rsplit(" (", 1)[0] for line in lines)
-    assert any(line.startswith(f"[2/3] {IDS[1]}: train.batch_size=32 -- 2 runs left, about ")
-               for line in lines)
+    assert any(line.startswith(f"[2/3] {IDS[1]}: train.batch_size=32 -- started; 1 done, "
+                               "1 running, 1 waiting, about ") for line in lines)
     # the next run waits while one trains, and the executor may get ready for it
     assert executor.prepared[0] == (IDS[1], [IDS[0]])
 

@@ -13,7 +13,7 @@ from helpers import one_line_error, tiny_args
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.config.schema import load_config
+from cnnlab.config.files import load_config
 from cnnlab.training.model import build_model
 from cnnlab.training.sizes import model_sizes
 

@@ -100,12 +100,13 @@ def test_sweep_hparams_are_written_without_importing_tensorflow(tmp_path: Path) 
 
 def test_mlflow_logs_params_epochs_timing_and_artifacts(tiny_config, tmp_path: Path) -> None:
     mlflow = pytest.importorskip("mlflow")
+    from cnnlab.report.run_report import drawer
     from cnnlab.training.loop import train
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = tiny_config(**{"train.epochs": 2, "tracking.mlflow": True, "tracking.uri": uri,
                             "tracking.experiment": "cnnlab-test"})
-    run = train(config, tmp_path / "run", log=lambda line: None)
+    run = train(config, tmp_path / "run", log=lambda line: None, draw=drawer())
     record = json.loads((run.path / "mlflow.json").read_text())
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     logged = client.get_run(record["run_id"])

@@ -121,8 +121,10 @@ def clear_folder(path: Path) -> str | None:
         target = os.readlink(path)
         path.unlink()
         return target
-    if path.exists():
+    if path.is_dir():
         shutil.rmtree(path)
+    elif path.exists():  # a file where the run folder belongs
+        path.unlink()
     return None
 
 
