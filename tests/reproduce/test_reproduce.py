@@ -15,8 +15,8 @@ from cnnlab.reproduce import study as study_plan
 from cnnlab.reproduce import verdicts
 from cnnlab.runs import load, storage
 
-TINY = ["--set", "data.train_size=200", "--set", "data.val_size=100", "--set",
-        "data.test_size=100", "--set", "train.epochs=2", "--set", "train.verbose=0",
+TINY = ["--set", "data.train_size=100", "--set", "data.val_size=50", "--set",
+        "data.test_size=50", "--set", "train.epochs=2", "--set", "train.verbose=0",
         "--set", "data.download=false", "--set", "tracking.tensorboard=false"]
 SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization", "best-model")
 

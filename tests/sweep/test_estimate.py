@@ -43,7 +43,7 @@ def test_sweep_dry_run_estimates_only_when_asked(sample_archive, cache_dir) -> N
 
     from cnnlab.cli import main
 
-    args = ["sweep", "batch-size", "--dry-run", "--set", "train.epochs=1",
+    args = ["sweep", "optimizer", "--dry-run", "--set", "train.epochs=1",
             "--set", "data.train_size=200", "--set", "data.val_size=100",
             "--set", f"data.path={sample_archive}", "--set", f"data.cache_dir={cache_dir}"]
     listed = CliRunner().invoke(main, args)

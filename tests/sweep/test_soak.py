@@ -1,7 +1,8 @@
 """Soak: a small real sweep SIGKILLed at random moments, restarted each time, then run to
 the end; every run must be finished exactly once and results.csv complete.
 
-The default run kills it 3 times (a minute or so); the long version is marked slow:
+Both versions are marked slow (the default run's kill-and-resume tests are in test_jobs,
+test_sweep and test_adaptive): 3 kills, and the long one:
 
     python -m pytest -m slow tests/sweep/test_soak.py
 
@@ -87,7 +88,9 @@ def _finished_marks(out: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.mark.parametrize(("kills", "max_delay"), [
-    pytest.param(3, 6.0, id="3-kills"),
+    # the default run's SIGKILL-and-resume cases are test_jobs', test_sweep's and
+    # test_adaptive's; this soak is long, so it runs with -m slow
+    pytest.param(3, 6.0, marks=pytest.mark.slow, id="3-kills"),
     pytest.param(int(os.environ.get("CNNLAB_SOAK_KILLS", "8")),
                  float(os.environ.get("CNNLAB_SOAK_MAX_DELAY", "12")),
                  marks=pytest.mark.slow, id="long"),
