@@ -454,6 +454,7 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
 
     Example: cnnlab sweep batch-size --set train.epochs=5 --out outputs/bs
     """
+    from cnnlab.sweep.executors import local_options
     from cnnlab.sweep.spec import describe, load_sweep, parse_duration
 
     budget_s = None if budget is None else parse_duration(budget)
@@ -462,6 +463,9 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
     if budget_s is not None and not spec.adaptive:
         raise ConfigError("--budget: only with --repeats auto (or repeats: auto in the sweep "
                           "file); a fixed number of repeats runs every seed")
+    given = _given_on_command_line("jobs", "address", "cpus_per_run", "gpus_per_run")
+    local = None if backend == "ray" else local_options(  # Ray's options alone: refused,
+        jobs, [g for g in given if g != "--jobs"])         # a dry run too
     if dry_run:
         click.echo(describe(spec))
         if spec.runs and (estimate or spec.adaptive):  # least and most runs, timed here
@@ -473,13 +477,10 @@ def sweep_command(sweep: str, overrides: tuple[str, ...], out: str | None, dry_r
                 "in this sweep", jobs)))
         return
     from cnnlab.reproduce.table1 import write_table1
-    from cnnlab.sweep.executors import local_options
     from cnnlab.sweep.ray import ray_options
     from cnnlab.sweep.run import run_sweep
 
-    given = _given_on_command_line("jobs", "address", "cpus_per_run", "gpus_per_run")
-    options = (ray_options(address, cpus_per_run, gpus_per_run, "--jobs" in given)
-               if backend == "ray" else local_options(jobs, [g for g in given if g != "--jobs"]))
+    options = local or ray_options(address, cpus_per_run, gpus_per_run, "--jobs" in given)
     run_sweep(spec, out, log=click.echo, backend=options, extra=write_table1,
               budget_s=budget_s, progress=sys.stdout.isatty())
 

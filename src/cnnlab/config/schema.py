@@ -72,7 +72,7 @@ class DataConfig:
     split_seed: int | None = setting(
         None, optional(whole(0, MAX_SEED)),
         "seeds the train/validation/test draw; null: the config's seed (sweep repeats fix it "
-        "so every repeat sees the same split)")
+        "so every repeat sees the same split, unless the sweep's vary_split is on)")
     download: bool = setting(True, flag, "cifar10: try Keras' download when no local copy "
                              "is found")
     cache: bool = setting(True, flag, "cache decoded arrays, keyed by the source's content "
