@@ -513,8 +513,9 @@ def _given_on_command_line(*names: str) -> list[str]:
                    "folder again to resume.")
 @click.option("--dry-run", is_flag=True,
               help="List every run and estimate the total time on this machine; train nothing.")
-@click.option("--jobs", type=JOBS, default="1", envvar="CNNLAB_JOBS", show_default=True,
-              metavar="N|auto", help="Runs trained at once, as for cnnlab sweep.")
+@click.option("--jobs", type=JOBS, default="auto", envvar="CNNLAB_JOBS", show_default=True,
+              metavar="N|auto", help="Runs trained at once, as for cnnlab sweep (results are "
+                                     "the same for every value).")
 @reports_errors
 def reproduce(repeats: int | str, min_repeats: int | None, max_repeats: int | None,
               budget: str | None, margin: float | None, same_split: bool,

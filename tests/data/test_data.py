@@ -280,6 +280,7 @@ def test_cache_is_reused_and_invalidated(tmp_path: Path, sample_raw: readers.Raw
     assert len(calls) == 2 and fp3 != fp1 and len(third.x_train) == len(first.x_train) + 1
 
 
+@pytest.mark.slow  # decodes 60,000 JPEGs (45 s); the sample of the same layout: every run
 def test_full_shared_copy_reads(full_cifar: Path, cache_dir: Path) -> None:
     ds = load_dataset(cfg(path=str(full_cifar), cache_dir=str(cache_dir), train_size=None,
                           val_size=5000, test_size=None), 0)

@@ -1,8 +1,9 @@
-"""``cnnlab reproduce`` end to end on tiny real data, its page in headless Chromium, its
-verdict rules, and its refusals."""
+"""``cnnlab reproduce`` end to end on tiny real data (every section, with fewer arms), its
+page in headless Chromium, its verdict rules, and its refusals."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,30 +15,51 @@ from cnnlab.cli import main
 from cnnlab.reproduce import study as study_plan
 from cnnlab.reproduce import verdicts
 from cnnlab.runs import load, storage
+from cnnlab.sweep import capacity, estimate
+from cnnlab.sweep.runner import format_duration
+from cnnlab.sweep.spec import minimum_runs
 
 TINY = ["--set", "data.train_size=100", "--set", "data.val_size=50", "--set",
         "data.test_size=50", "--set", "train.epochs=2", "--set", "train.verbose=0",
         "--set", "data.download=false", "--set", "tracking.tensorboard=false"]
 SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization", "best-model")
+# The arms every claim needs (the claimed arm and one other, both ends and one inner batch
+# size, the remedies against none): 13 of the study's 35, for time.
+ARMS = {"batch-size": ("001-batch_size=1", "006-batch_size=32", "009-batch_size=256"),
+        "optimizer": ("003-adam",), "depth": ("001-filters=8", "003-filters=8_16_32"),
+        "grid": ("001-filters=8_16-dense=32-learning_rate=0.0003",
+                 "011-filters=8_16_32-dense=64-learning_rate=0.001"),
+        "regularization": ("001-none", "002-l2", "003-dropout", "004-batch_norm"),
+        "best-model": ("001-best",)}
+
+
+def small_study(sample_archive: Path, cache_dir: Path) -> study_plan.Study:
+    """The study at the defaults' design (adaptive seeds, here held at 2 per arm: the
+    minimum pass, then the pass for open claims, which finds every arm at its maximum),
+    on tiny data, with the arms of :data:`ARMS`."""
+    overrides = [v for v in TINY if v != "--set"] + [f"data.path={sample_archive}",
+                                                     f"data.cache_dir={cache_dir}"]
+    full = study_plan.plan(overrides, "auto", (2, 2), budget_s=1800)
+    return dataclasses.replace(full, sweeps=tuple(
+        dataclasses.replace(s, runs=tuple(r for r in s.runs if r.arm in ARMS[s.name]))
+        for s in full.sweeps))
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, sample_archive: Path, cache_dir: Path) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("reproduce") / "study"
-    args = [*TINY, "--set", f"data.path={sample_archive}", "--set",
-            f"data.cache_dir={cache_dir}"]
-    result = CliRunner().invoke(main, ["reproduce", "--repeats", "2", *args, "--out",
-                                       str(out)])
-    assert result.exit_code == 0, result.output
-    return out, result.output
+    lines: list[str] = []
+    study_plan.run(small_study(sample_archive, cache_dir), out, log=lines.append)
+    return out, "\n".join(lines)
 
 
-def test_reproduce_runs_every_section_and_judges_every_claim(study) -> None:
+def test_reproduce_runs_every_section_and_judges_every_claim(
+        study, sample_archive: Path, cache_dir: Path) -> None:
     out, output = study
     for name in SWEEPS:
         summary = storage.read_csv(out / name / "summary.csv")
         assert summary and all(row["n"] == 2 for row in summary), name
-    assert len(storage.read_csv(out / "batch-size" / "results.csv")) == 18  # 9 arms x 2
+    assert len(storage.read_csv(out / "batch-size" / "results.csv")) == 6  # 3 arms x 2
     findings = (out / "findings.md").read_text(encoding="utf-8")
     section = findings.split("## The report's claims")[1].split("\n## ")[0]
     claims = [line for line in section.splitlines() if line.startswith("- **")]
@@ -55,6 +77,18 @@ def test_reproduce_runs_every_section_and_judges_every_claim(study) -> None:
     assert not np.array_equal(d0.x_test, d1.x_test)  # another draw of the split
     assert "## Sweep batch-size" in findings and "## Sweep regularization" in findings
     assert "claims of the report hold; report: " in output
+    # every sweep's minimum first, then the sweeps of the open claims, in study order
+    plan = small_study(sample_archive, cache_dir)
+    named = dict((v.claim, name) for name, v in study_plan.claims(plan, out))
+    assert named["Three conv blocks do best"] == "depth"
+    assert named["Horses are recognised best"] == "best-model"
+    still = [s.name for s in study_plan.open_sweeps(plan, out)]
+    assert still == [n for n in SWEEPS if any(f"**{verdicts.UNCLEAR}**" in line and
+                                              named[line.split(": ", 1)[1].split(" -- ")[0]]
+                                              == n for line in claims)]
+    assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
+    assert f"claims still not distinguishable in {len(still)} sweeps" in output
+    assert output.count("=== reproduce more seeds") == len(still)
     best_run = sorted((out / "best-model").glob("*/metrics.json"))[0].parent
     drawn = sorted(p.name for p in (best_run / "activations").glob("*.png"))
     assert [n.split("-")[0] for n in drawn] == ["block1_conv"] * 3 + ["block2_conv"] * 3 \
@@ -94,37 +128,60 @@ def test_reproduce_page_in_the_browser(study, browser) -> None:
 def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir: Path) -> None:
     out, _ = study
     kept = (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns
+    lines: list[str] = []
+    study_plan.run(small_study(sample_archive, cache_dir), out, log=lines.append)
+    kept_lines = [ln for ln in lines
+                  if ln.startswith("[") and ln.endswith(": finished earlier, kept")]
+    # (a sweep of an open claim is listed again in the second pass)
+    assert len(set(kept_lines)) == sum(len(storage.read_csv(out / name / "results.csv"))
+                                       for name in SWEEPS) == 26
+    assert not any("-- started" in line or "cleared the unfinished folder" in line
+                   for line in lines)
+    assert (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns == kept
     args = [*TINY, "--set", f"data.path={sample_archive}", "--set",
             f"data.cache_dir={cache_dir}"]
-    result = CliRunner().invoke(main, ["reproduce", "--repeats", "2", *args, "--out",
-                                       str(out)])
-    assert result.exit_code == 0, result.output
-    kept_lines = [ln for ln in result.output.splitlines()
-                  if ln.startswith("[") and ln.endswith(": finished earlier, kept")]
-    assert len(kept_lines) == sum(len(storage.read_csv(out / name / "results.csv"))
-                                  for name in SWEEPS) == 70
-    assert "cleared the unfinished folder" not in result.output
-    assert (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns == kept
     other = CliRunner().invoke(main, ["reproduce", "--repeats", "3", *args, "--out", str(out)])
     assert other.exit_code == 2
     one_line_error(other.stderr, "holds a study with other --repeats")
 
 
-def test_dry_run_lists_every_run_and_estimates_the_time(tmp_path: Path) -> None:
+def test_dry_run_lists_every_run_and_estimates_the_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runs listed and laid out; the speeds are given (measuring them: test_estimate)."""
+    speeds = lambda configs: ({estimate.speed_key(c): (0.001, 0.5, 2.0)  # noqa: E731
+                               for c in configs}, 3.0)
+    monkeypatch.setattr(estimate, "measured", speeds)
     result = CliRunner().invoke(main, ["reproduce", "--dry-run", *TINY])
     assert result.exit_code == 0, result.output
+    adaptive = study_plan.plan([v for v in TINY if v != "--set"], budget_s=1800)
+    least = [r.config for s in adaptive.sweeps for r in minimum_runs(s)]
+    at_once = capacity.plan("auto", least).at_once
+    seconds = estimate.laid_out(least, *speeds(least), at_once)
+    assert (f"105 runs at least in 6 sweeps; estimated time on this machine with --jobs auto: "
+            f"about {format_duration(seconds)} (") in result.output
     assert ("sweep batch-size (batch-size): 90 runs at most (9 arms x 3..10 seeds, adaptive: "
             "27 runs at least") in result.output
-    assert ("105 runs at least in 6 sweeps; estimated time on this machine with --jobs 1: "
+    assert ("105 runs at least in 6 sweeps; estimated time on this machine with --jobs auto: "
             "about ") in result.output
-    assert ("350 runs at most in 6 sweeps; estimated time on this machine with --jobs 1: "
+    assert ("350 runs at most in 6 sweeps; estimated time on this machine with --jobs auto: "
             "about ") in result.output
-    assert "budget: 30m00s; no round of extra seeds starts that would pass it" in result.output
+    assert ("budget: 30m00s; every sweep's minimum seeds first, then more seeds for the "
+            "sweeps of claims still not distinguishable") in result.output
     fixed = study_plan.plan(repeats=3, budget_s=1800)
     assert fixed.budget_s is None and sum(len(s.runs) for s in fixed.sweeps) == 105
     adaptive = study_plan.plan(budget_s=1800)
-    shares = [adaptive.budget_of(s) for s in adaptive.sweeps]
-    assert sum(shares) == pytest.approx(1800) and shares[0] == pytest.approx(1800 * 27 / 105)
+    first, second = adaptive.sweeps[:2]
+    assert adaptive.budget_of(first, tmp_path, adaptive.sweeps) == pytest.approx(
+        1800 * 27 / 105)
+    # what every sweep spent (seeds.json) is taken off; the rest shared by minimum runs
+    # among the sweeps still to get more seeds, on top of the sweep's own time so far
+    storage.write_json(tmp_path / first.name / "seeds.json", {"spent_s": 1200.0})
+    assert adaptive.budget_of(second, tmp_path, adaptive.sweeps[1:]) == pytest.approx(
+        600 * 9 / 78)
+    storage.write_json(tmp_path / second.name / "seeds.json", {"spent_s": 100.0})
+    assert adaptive.budget_of(second, tmp_path, [second]) == pytest.approx(100 + 500)
+    storage.write_json(tmp_path / first.name / "seeds.json", {"spent_s": 2000.0})
+    assert adaptive.budget_of(second, tmp_path, [second]) == pytest.approx(100)
     assert not (tmp_path / "outputs").exists()
 
 

@@ -14,9 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
 from helpers import one_line_error, user_env
 
+from cnnlab.cli import main
 from cnnlab.errors import ConfigError
+from cnnlab.sweep import estimate
+from cnnlab.sweep.runner import format_duration
 from cnnlab.sweep.sequential import Design
 from cnnlab.sweep.spec import sweep_from_dict
 
@@ -51,15 +55,29 @@ def finished(sweep_dir: Path) -> dict[str, tuple[int, bytes]]:
             for p in sweep_dir.glob("*/metrics.json")}
 
 
+def test_dry_run_gives_the_least_and_the_most_runs_and_their_times(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speeds are given here (measuring them: test_estimate)."""
+    monkeypatch.setattr(estimate, "measured", lambda configs: (
+        {estimate.speed_key(c): (0.001, 0.5, 2.0) for c in configs}, 3.0))
+    sweep = write_sweep(tmp_path, sample_archive, cache_dir)
+    plan = CliRunner().invoke(main, ["sweep", str(sweep), "--repeats", "auto",
+                                     "--max-repeats", "5", "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "15 runs at most (3 arms x 3..5 seeds, adaptive: 9 runs at least" in plan.output
+    for runs, line in ((9, "9 runs at least"), (15, "15 runs at most")):
+        seconds = 3.0 + runs * (7 * 2 * 0.001 + 0.5 + 2.0)  # 7 steps (200 images, batch
+        # 32) x 2 epochs, the tracing and the rest of each run, after the workers' start
+        assert (f"{line} in this sweep; estimated time on this machine with --jobs 1: about "
+                f"{format_duration(seconds)}") in plan.output
+    assert not (tmp_path / "outputs").exists()
+
+
 def test_far_arm_stops_at_the_minimum_close_pair_gets_more_kill_and_resume(
         tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
     sweep, out = write_sweep(tmp_path, sample_archive, cache_dir), tmp_path / "s"
     seeds = ["--repeats", "auto", "--max-repeats", "5"]
-    plan = cnnlab(str(sweep), *seeds, "--dry-run", cwd=tmp_path)
-    assert "15 runs at most (3 arms x 3..5 seeds, adaptive: 9 runs at least" in plan.stdout
-    for line in ("9 runs at least", "15 runs at most"):
-        assert (f"{line} in this sweep; estimated time on this machine with --jobs 1: about"
-                in plan.stdout)
 
     # a budget spent by the minimum seeds: the far arm is decided, the pair stays open
     first = cnnlab(str(sweep), *seeds, "--budget", "1s", "--out", str(out), cwd=tmp_path)

@@ -197,8 +197,9 @@ def test_cnnlab_jobs_sets_the_default(tmp_path: Path) -> None:
 
 def test_a_run_waiting_for_the_cores_gets_its_worker_started_while_one_is_idle(
         tmp_path: Path, tiny_config) -> None:
-    """--jobs auto: an all-cores run waits while a one-thread run trains. If a core is
-    idle meanwhile, its worker starts and imports TensorFlow then; that worker trains it."""
+    """--jobs auto: an all-cores run (half the cores, packed) waits while one-thread runs
+    hold the cores. If a core is idle meanwhile, its worker starts and imports TensorFlow
+    then; that worker trains it."""
     from cnnlab.backend import runtime
     from cnnlab.sweep.executors import WorkerProcesses
     from cnnlab.sweep.spec import SweepRun
@@ -230,3 +231,21 @@ def maps(pid: int) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
     except OSError:
         return ""
+
+
+def test_the_data_notice_comes_once_however_many_splits_are_warmed(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs N decodes each data set here first: repeats with their own split are
+    distinct data sets, but where the data came from is said once."""
+    from cnnlab.config.files import load_config
+    from cnnlab.sweep.executors import warm_cache
+
+    monkeypatch.setenv("CNNLAB_DATA_DIR", str(sample_archive.parent))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    configs = [load_config("baseline", {"data.cache_dir": str(cache_dir),
+                                        "data.download": False, "data.split_seed": seed})
+               for seed in (0, 1, 2)]
+    lines: list[str] = []
+    warm_cache(configs, lines.append)
+    assert sum("using the bundled sample" in line for line in lines) == 1, lines

@@ -219,3 +219,35 @@ def test_runs_side_by_side_fill_the_slots_and_keep_their_lines_quiet(tmp_path: P
     assert results(tmp_path) == {IDS[0]: ("finished", 2), IDS[1]: ("finished", 1)}
     assert not any(line.startswith("    ") for line in lines)
     assert not (tmp_path / layout.FAILURES_FILE).exists()
+
+
+class WithConfig(Scripted):
+    """Also writes the run's config.yaml, which adaptive seeds read back."""
+
+    def _train(self, run: SweepRun, run_dir: Path, log: runner.Log, attempt: int) -> None:
+        super()._train(run, run_dir, log, attempt)
+        storage.write_atomic(run_dir / layout.CONFIG_FILE, run.config.to_yaml())
+
+
+def test_adaptive_seeds_count_only_the_runs_handed_out(tmp_path: Path) -> None:
+    """With repeats: auto the lines count the round's runs, not the most the sweep may take."""
+    from cnnlab.sweep.seeds import Seeds
+
+    sweep = sweep_from_dict({"name": "tiny", "base": "baseline",
+                             "axes": {"train.batch_size": [16, 64]}}, repeats="auto",
+                            seeds=(2, 4))
+    lines: list[str] = []
+    source = Seeds(sweep, tmp_path, lines.append)
+    assert source.total == 8 and source.done() == 0
+    executor = WithConfig()
+    try:
+        runner.run(sweep, tmp_path, executor, lines.append, source=source)
+    finally:
+        executor.close()
+    started = [line for line in lines if "-- started;" in line]
+    assert started[0].endswith("started; 0 done, 1 running, 3 waiting, time left known "
+                               "after the first run"), started[0]
+    assert started[0].startswith("[1/8] ")
+    ended = [line for line in lines if ": finished, best val accuracy" in line]
+    assert len(ended) == len(executor.calls) == source.done()
+    assert ended[-1].split("; ")[-1].startswith(f"{source.done()} done, 0 running, 0 waiting")

@@ -9,15 +9,17 @@ laid out like the report (:mod:`cnnlab.reproduce.page`). Each sweep lives in its
 folder under the study's folder and resumes like any sweep.
 
 By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
-3 per arm, then one more per round for each arm still undecided, up to 10, within a
-budget shared out among the sweeps by their minimum runs.
+first every sweep gets its minimum seeds (3 per arm: the 3-seed study, judged whatever
+comes next); then the sweeps of the claims still "not distinguishable" get one more seed
+per round for each arm still undecided, up to 10, within what is left of the budget,
+shared out among them by their minimum runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from cnnlab.reproduce import table1, verdicts
 from cnnlab.runs import layout, load, storage
 from cnnlab.sweep import results
 from cnnlab.sweep import runner as sweep_runner
+from cnnlab.sweep import seeds as adaptive_seeds
 from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.spec import Sweep, describe, load_sweep, minimum_runs, sweep_from_dict
 
@@ -64,12 +67,16 @@ class Study:
                 "set": list(self.overrides), "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
-    def budget_of(self, sweep: Sweep) -> float | None:
-        """A sweep's share of the study's budget, by its minimum runs."""
+    def budget_of(self, sweep: Sweep, root: Path, among: Sequence[Sweep]) -> float | None:
+        """The budget of ``sweep``'s extra seeds: the time it spent so far, and its share
+        of what is left of the study's budget (the time every sweep spent, read from
+        ``root``), shared by minimum runs among ``among``, the sweeps still to get extra
+        seeds, ``sweep`` first: time one does not use goes to the later ones."""
         if self.budget_s is None:
             return None
-        return self.budget_s * len(minimum_runs(sweep)) / sum(
-            len(minimum_runs(s)) for s in self.sweeps)
+        left = self.budget_s - sum(adaptive_seeds.spent(root / s.name) for s in self.sweeps)
+        return adaptive_seeds.spent(root / sweep.name) + max(0.0, left) * len(
+            minimum_runs(sweep)) / sum(len(minimum_runs(s)) for s in among)
 
 
 def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
@@ -101,8 +108,9 @@ def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
     for line in estimate.lines(*configs, f"in {len(study.sweeps)} sweeps", jobs):
         log(line)
     if study.budget_s is not None:
-        log(f"budget: {sweep_runner.format_duration(study.budget_s)}; no round of extra "
-            "seeds starts that would pass it")
+        log(f"budget: {sweep_runner.format_duration(study.budget_s)}; every sweep's minimum "
+            "seeds first, then more seeds for the sweeps of claims still not "
+            "distinguishable, no round starting that would pass the budget")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:
@@ -132,11 +140,24 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
 
     root = study_folder(study, out, outputs_root)
     storage.write_atomic(root / PLAN_FILE, yaml.safe_dump(study.record(), sort_keys=False))
-    for number, sweep in enumerate(study.sweeps, start=1):
-        log(f"\n=== reproduce {number}/{len(study.sweeps)}: sweep {sweep.name} ===")
+
+    def run_one(sweep: Sweep, title: str, budget_s: float | None) -> None:
+        log(f"\n=== reproduce {title}: sweep {sweep.name} ===")
         sweeps.run_sweep(sweep, root / sweep.name, log=log, backend=LocalOptions(jobs),
-                         extra=table1.write_table1, budget_s=study.budget_of(sweep),
-                         progress=progress)
+                         extra=table1.write_table1, budget_s=budget_s, progress=progress)
+
+    adaptive = study.budget_s is not None
+    for number, sweep in enumerate(study.sweeps, start=1):
+        run_one(sweep, f"{number}/{len(study.sweeps)}" + (", the minimum seeds" if adaptive
+                                                         else ""), 0.0 if adaptive else None)
+    if adaptive:
+        wanted = open_sweeps(study, root)
+        log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
+            + (f" ({', '.join(s.name for s in wanted)}): more seeds for their open arms"
+               if wanted else ""))
+        for number, sweep in enumerate(wanted):
+            run_one(sweep, f"more seeds {number + 1}/{len(wanted)}",
+                    study.budget_of(sweep, root, wanted[number:]))
     finish(study, root, log)
     return root
 
@@ -214,6 +235,17 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test, with
     the seeds its sweep's arms took."""
+    return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in claims(study, root)]
+
+
+def open_sweeps(study: Study, root: Path) -> list[Sweep]:
+    """The sweeps, in study order, with a claim not distinguishable yet."""
+    names = {name for name, v in claims(study, root) if v.verdict == verdicts.UNCLEAR}
+    return [s for s in study.sweeps if s.name in names]
+
+
+def claims(study: Study, root: Path) -> list[tuple[str, verdicts.Verdict]]:
+    """Each claim's verdict, beside the sweep whose runs it is tested on."""
     classes = results.class_count(root / "best-model")
     epochs = study.sweep("regularization").runs[0].config.train.epochs
     batch, depth, grid, regularization = (
@@ -233,7 +265,7 @@ def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     if matrices:
         found += [("best-model", verdicts.best_recognised(matrices, names, "horse")),
                   ("best-model", verdicts.most_confused(matrices, names, ("bird", "cat", "dog")))]
-    return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in found]
+    return found
 
 
 def _regularization(rows: list[dict[str, Any]], epochs: int) -> list[verdicts.Verdict]:

@@ -72,7 +72,7 @@ def _auto(runs: int, need: int, free: int | None, fit: int) -> Capacity:
     wanted = min(cores, runs)
     at_once = max(1, min(wanted, fit))
     line = (f"--jobs auto: up to {at_once} run{'s' if at_once > 1 else ''} at once on "
-            f"{cores} cores (one-thread runs side by side, an all-cores run alone)")
+            f"{cores} cores (one-thread runs side by side, all-cores runs two at a time)")
     if at_once < wanted:
         line += (f"; not {wanted}: they would need about {_gb(wanted * need)} of memory, "
                  f"{_gb(free)} is available")

@@ -3,12 +3,14 @@
 Each run's speed is measured in the setting the run itself will use: in a worker
 process with the run's own CPU settings (oneDNN and threads, :mod:`cnnlab.backend.runtime`;
 fixed at TensorFlow's import), fed as its run feeds ``fit``
-(:mod:`cnnlab.training.speed`), one measurement per batch size (its first run's model,
-optimizer and sizes). A run then costs its epochs at that speed, its graph tracing, its
-test evaluation and checkpoints (measured) and the rest (a constant); each settings
+(:mod:`cnnlab.training.speed`), one measurement per batch size, model and optimizer
+(:func:`speed_key`; the first such run's sizes). A run then costs its epochs at that
+speed, its graph tracing, its test evaluation and checkpoints (measured) and the rest
+(a constant); each settings
 group, a worker's start (measured); the runs are laid out as ``--jobs`` trains them: one
 after another, or with ``auto`` (and ``N``) the one-thread runs side by side on the
-cores and the all-cores runs one at a time.
+cores and the all-cores runs two at a time, each pair taking :data:`PAIR_SLOWDOWN` times
+one run's time.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from cnnlab.sweep import capacity
 from cnnlab.sweep.runner import format_duration
 
 Speeds = tuple[float, float, float]  # step, tracing, rest of a run (training.speed.Speed)
+# Two all-cores runs side by side end after this many times one run's time alone
+# (benchmarks/README.md, "All-cores runs two at a time").
+PAIR_SLOWDOWN = 1.55
 
 
 def lines(least: Sequence[Config], most: Sequence[Config], where: str,
@@ -48,34 +53,43 @@ def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
     return laid_out(configs, *measured(configs), at_once)
 
 
-def laid_out(configs: Sequence[Config], speeds: dict[int, Speeds], starts_s: float,
+def speed_key(config: Config) -> tuple[int, str]:
+    """What a run's speed depends on: its batch size, its model and its optimizer."""
+    return config.train.batch_size, f"{config.model!r} {config.train.optimizer}"
+
+
+def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
+             starts_s: float,
              at_once: int) -> float:
-    """Wall seconds of ``configs`` at ``speeds`` (per batch size: seconds per step,
+    """Wall seconds of ``configs`` at ``speeds`` (per :func:`speed_key`: seconds per step,
     tracing, the rest of a run) after workers that take ``starts_s`` to start: one-thread
-    runs ``at_once`` side by side, the others one by one."""
+    runs ``at_once`` side by side, the others one by one, or in pairs when ``at_once`` is
+    2 or more."""
     alone = side_by_side = 0.0
     for config in configs:
-        step_s, tracing_s, overhead_s = speeds[config.train.batch_size]
+        step_s, tracing_s, overhead_s = speeds[speed_key(config)]
         steps = steps_per_epoch(config.data.train_size or 45_000, config.train.batch_size)
         run_s = steps * config.train.epochs * step_s + tracing_s + overhead_s
         if runtime.wanted(config.train).threads == 1:
             side_by_side += run_s
         else:
             alone += run_s
+    if at_once >= 2:
+        alone *= PAIR_SLOWDOWN / 2
     return starts_s + alone + side_by_side / max(1, at_once)
 
 
-def measured(configs: Sequence[Config]) -> tuple[dict[int, Speeds], float]:
-    """Per batch size: (seconds per step, tracing seconds, the rest of a run), each
+def measured(configs: Sequence[Config]) -> tuple[dict[tuple[int, str], Speeds], float]:
+    """Per :func:`speed_key`: (seconds per step, tracing seconds, the rest of a run), each
     measured in a fresh process with the CPU settings its runs want; and the seconds
     those processes took to start (TensorFlow's import)."""
-    first: dict[int, Config] = {}
+    first: dict[tuple[int, str], Config] = {}
     for config in configs:
-        first.setdefault(config.train.batch_size, config)
+        first.setdefault(speed_key(config), config)
     by_settings: dict[runtime.Settings, list[Config]] = {}
     for config in first.values():
         by_settings.setdefault(runtime.wanted(config.train), []).append(config)
-    speeds: dict[int, Speeds] = {}
+    speeds: dict[tuple[int, str], Speeds] = {}
     starts_s = 0.0
     context = multiprocessing.get_context("spawn")
     for settings, group in by_settings.items():
@@ -83,7 +97,7 @@ def measured(configs: Sequence[Config]) -> tuple[dict[int, Speeds], float]:
                                  initargs=(settings,)) as worker:
             start_s, measured_speeds = worker.submit(_measure_all, group).result()
         starts_s += start_s
-        speeds.update(zip((c.train.batch_size for c in group), measured_speeds, strict=True))
+        speeds.update(zip(map(speed_key, group), measured_speeds, strict=True))
     return speeds, starts_s
 
 

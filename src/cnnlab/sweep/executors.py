@@ -100,12 +100,20 @@ class InProcess:
         pass
 
 
+# All-cores runs side by side under --jobs auto: each keeps its own thread count (so its
+# results stay those of --jobs 1), and two of them finish sooner than one after another,
+# since a small model's ops do not keep every core busy and each run has single-threaded
+# work around its training (benchmarks/README.md, "All-cores runs two at a time").
+ALL_CORES_AT_ONCE = 2
+
+
 class WorkerProcesses:
     """Worker processes per settings group, stopped after the last run that wants them.
 
     ``jobs`` runs at most at once; with ``cores`` (``--jobs auto``) they are also packed
-    by the threads they use: one-thread runs side by side, an all-cores run alone. With
-    one job, the runs wanting this process's settings are trained here.
+    by the threads they use: one-thread runs side by side, all-cores runs two at a time
+    (:data:`ALL_CORES_AT_ONCE`). With one job, the runs wanting this process's settings
+    are trained here.
     """
 
     name = "local"
@@ -125,7 +133,10 @@ class WorkerProcesses:
         return max(1, min(self.slots, wanting, (self.cores or self.slots) // self._cost(settings)))
 
     def _cost(self, settings: Settings) -> int:
-        return settings.threads or self.cores or 1
+        """Cores a run with ``settings`` counts for when runs are packed."""
+        if settings.threads:
+            return settings.threads
+        return -(-self.cores // ALL_CORES_AT_ONCE) if self.cores else 1
 
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         if not busy:
@@ -196,13 +207,19 @@ def local(planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
 def warm_cache(configs: Sequence[Config], log: Log) -> None:
     """Decode each distinct data set once here, so that workers only read the cache. A
     data set that cannot be read is left to its runs, which fail (and are recorded)."""
-    seen = set()
+    seen, said = set(), set()
+
+    def once(line: str) -> None:  # every repeat's own split says where the data came from
+        if line not in said:
+            said.add(line)
+            log(line)
+
     for config in configs:
         cfg = config.data
         if cfg.cache and cfg not in seen:
             seen.add(cfg)
             try:
-                data.read_cached(data.locate(cfg, log).path, cfg, log)
+                data.read_cached(data.locate(cfg, once).path, cfg, once)
             except (DataError, OSError):
                 continue
 

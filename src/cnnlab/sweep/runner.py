@@ -83,6 +83,9 @@ class Source(Protocol):
     def left(self) -> int:
         """Runs (or trials) not ended yet, in flight included."""
 
+    def done(self) -> int:
+        """Runs (or trials) ended, earlier commands' included."""
+
 
 class Plan:
     """A sweep's fixed plan: its unfinished runs, in order."""
@@ -101,6 +104,9 @@ class Plan:
     def left(self) -> int:
         return self.total - self.ended
 
+    def done(self) -> int:
+        return self.ended
+
 
 def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
         source: Source | None = None, bar: bool = False) -> None:
@@ -108,7 +114,7 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
     ``executor``, as many at once as it fits. ``bar``: show the overall progress as a
     bar under the lines (a terminal)."""
     source = source or Plan(sweep, sweep_dir)
-    display = progress.Bar(source.total, source.total - source.left()) if bar else None
+    display = progress.Bar(source.total, source.done()) if bar else None
     log = display.wrap(log) if display else log
     state = _Progress(source, sweep_dir, executor, log, display)
     try:
@@ -199,7 +205,7 @@ class _Progress:
         be counted as ended)."""
         left = self.source.left() - ending
         running = len(self.running)
-        done, waiting = self.source.total - left, left - running
+        done, waiting = self.source.done() + ending, left - running
         text = f"{running} running, {waiting} waiting"
         if left and not self.durations:
             text += ", time left known after the first run"

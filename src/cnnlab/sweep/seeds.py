@@ -91,6 +91,7 @@ class Seeds:
         self.budget_hit = False
         self.state = progress(sweep, sweep_dir)
         self.sweep = so_far(sweep, self.state)
+        self.ended = sum(storage.is_finished(sweep_dir / r.id) for r in self.sweep.runs)
 
     def next_run(self) -> SweepRun | None:
         if not self.queue and not self.in_flight and not self.budget_hit:
@@ -126,6 +127,10 @@ class Seeds:
         mean = run_seconds(self.sweep_dir, list(self.sweep.runs))
         if self.budget_s is None or mean is None:
             return True
+        if self.budget_s == 0:  # the minimum seeds only (cnnlab reproduce's first pass)
+            self.log(f"seeds: {runs} arms still open after the minimum seeds; no more seeds "
+                     "in this pass")
+            return False
         needed = math.ceil(runs / max(1, self.slots)) * mean
         if self.spent_s() + needed <= self.budget_s:
             return True
@@ -146,6 +151,7 @@ class Seeds:
 
     def settled(self, run: SweepRun, outcome: Status) -> None:
         self.in_flight.discard(run.id)
+        self.ended += 1
         if outcome == Status.FAILED:
             self.failed.add(run.id)
         storage.write_json(self.sweep_dir / SEEDS_FILE, {"spent_s": round(self.spent_s(), 1)})
@@ -154,4 +160,9 @@ class Seeds:
         return self.spent_before + time.monotonic() - self.started
 
     def left(self) -> int:
+        """The runs of this round not ended yet (later rounds are not known yet)."""
         return len(self.queue) + len(self.in_flight)
+
+    def done(self) -> int:
+        """The runs of the rounds so far that ended (finished, or failed for good)."""
+        return self.ended

@@ -237,6 +237,9 @@ class Trials:
     def left(self) -> int:
         return self.total - len(self.runs) + len(self.asked)
 
+    def done(self) -> int:
+        return len(self.runs) - len(self.asked)
+
 
 def _check_fits(config: Config) -> None:
     """ConfigError when a sampled config cannot fit in memory (an invalid sample)."""
