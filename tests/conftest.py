@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "cifar10-sample.tar.gz"
 SHARED_CIFAR = REPO.parent / "shared" / "datasets" / "cifar10-jpg.tar.gz"
 INSTALL_HINT = 'install the test extras: pip install -e ".[test]"'
+
+
+# A background job of a non-interactive shell (how some CI runners start the suite)
+# inherits SIGINT ignored, and so would every process the tests start: the Ctrl-C tests
+# would then see their SIGINT ignored. Handled here, the children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # --- skips: a clear reason outside CI, a failure in CI --------------------------------

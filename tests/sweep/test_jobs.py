@@ -197,9 +197,9 @@ def test_cnnlab_jobs_sets_the_default(tmp_path: Path) -> None:
 
 def test_a_run_waiting_for_the_cores_gets_its_worker_started_while_one_is_idle(
         tmp_path: Path, tiny_config) -> None:
-    """--jobs auto: an all-cores run (half the cores, packed) waits while one-thread runs
-    hold the cores. If a core is idle meanwhile, its worker starts and imports TensorFlow
-    then; that worker trains it."""
+    """--jobs auto, timed runs: an all-cores run waits while a one-thread run trains. If a
+    core is idle meanwhile, its worker starts and imports TensorFlow then; that worker
+    trains it."""
     from cnnlab.backend import runtime
     from cnnlab.sweep.executors import WorkerProcesses
     from cnnlab.sweep.spec import SweepRun
@@ -249,3 +249,20 @@ def test_the_data_notice_comes_once_however_many_splits_are_warmed(
     lines: list[str] = []
     warm_cache(configs, lines.append)
     assert sum("using the bundled sample" in line for line in lines) == 1, lines
+
+
+def test_all_cores_runs_go_two_at_a_time_unless_timed(tiny_config) -> None:
+    """--jobs auto packs an all-cores run as half the cores; timed runs (the reference
+    study's batch sizes) keep an all-cores run alone. Deciding starts no worker."""
+    from cnnlab.sweep.executors import WorkerProcesses
+    from cnnlab.sweep.spec import SweepRun
+
+    one, wide, other = (SweepRun(i, name, None, {}, tiny_config("baseline", **{
+        "train.batch_size": batch})) for i, name, batch in ((1, "one", 4), (2, "wide", 64),
+                                                             (3, "other", 128)))
+    paired = WorkerProcesses([one, wide, other], jobs=2, cores=2, all_cores_at_once=2)
+    alone = WorkerProcesses([one, wide, other], jobs=2, cores=2, all_cores_at_once=1)
+    assert paired.fits(other, [wide]) and paired.fits(wide, [one])
+    assert not alone.fits(other, [wide]) and not alone.fits(wide, [one])
+    assert alone.fits(one, []) and alone.fits(wide, [])
+    assert not paired.pools and not alone.pools

@@ -171,6 +171,9 @@ def test_jobs_auto_takes_the_cores_the_runs_and_the_memory_into_account(
     assert capacity.plan("auto", configs(6)) == capacity.Capacity(4, 4, (
         "--jobs auto: up to 4 runs at once on 4 cores (one-thread runs side by side, "
         "all-cores runs two at a time)"))
+    timed = capacity.plan("auto", configs(6), timed=True)  # step times are results
+    assert (timed.at_once, timed.all_cores_at_once) == (4, 1)
+    assert timed.reason.endswith("(one-thread runs side by side, an all-cores run alone)")
     assert capacity.plan("auto", configs(2)).at_once == 2  # no more than the runs
     monkeypatch.setattr(capacity, "available_memory", lambda: 3 * need + need // 2)
     fit = capacity.plan("auto", configs(6))

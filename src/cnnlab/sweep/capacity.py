@@ -14,6 +14,11 @@ from cnnlab.training.sizes import available_memory
 # Resident memory of a worker beside its data arrays (TensorFlow, Keras, the traced
 # graphs); measured in benchmarks/README.md ("Memory per worker").
 WORKER_BASE_BYTES = 900 * 2**20
+# All-cores runs side by side under --jobs auto: each keeps its own thread count (so its
+# results stay those of --jobs 1), and two of them finish sooner than one after another,
+# since a small model's ops do not keep every core busy and each run has single-threaded
+# work around its training (benchmarks/README.md, "All-cores runs two at a time").
+ALL_CORES_AT_ONCE = 2
 
 
 @dataclass(frozen=True)
@@ -24,6 +29,7 @@ class Capacity:
     at_once: int
     cores: int | None
     reason: str
+    all_cores_at_once: int = ALL_CORES_AT_ONCE  # with cores: all-cores runs side by side
 
 
 def available_cores() -> int:
@@ -43,9 +49,10 @@ def run_memory(config: Config) -> int:
     return WORKER_BASE_BYTES + 2 * images * height * width * 3 * 4
 
 
-def plan(jobs: str | int, planned: Sequence[Config], runs: int | None = None) -> Capacity:
+def plan(jobs: str | int, planned: Sequence[Config], runs: int | None = None,
+         timed: bool = False) -> Capacity:
     """``--jobs`` decided for these runs (``runs`` of them left to train; default: one per
-    config).
+    config); ``timed``: their step times are results, so an all-cores run trains alone.
 
     ``auto``: as many as the cores allow, fewer when the machine's available memory would
     not hold them; ``N``: at most N (never more than the runs left), refused (ConfigError)
@@ -56,7 +63,7 @@ def plan(jobs: str | int, planned: Sequence[Config], runs: int | None = None) ->
     need, free = max(map(run_memory, planned)), available_memory()
     fit = runs if free is None else max(1, free // need)
     if jobs == "auto":
-        return _auto(runs, need, free, fit)
+        return _auto(runs, need, free, fit, 1 if timed else ALL_CORES_AT_ONCE)
     count = min(int(jobs), runs)
     if count > fit:
         raise ConfigError(f"--jobs {jobs}: {count} runs at once need about "
@@ -67,16 +74,17 @@ def plan(jobs: str | int, planned: Sequence[Config], runs: int | None = None) ->
                                  "in a worker process")
 
 
-def _auto(runs: int, need: int, free: int | None, fit: int) -> Capacity:
+def _auto(runs: int, need: int, free: int | None, fit: int, all_cores: int) -> Capacity:
     cores = available_cores()
     wanted = min(cores, runs)
     at_once = max(1, min(wanted, fit))
     line = (f"--jobs auto: up to {at_once} run{'s' if at_once > 1 else ''} at once on "
-            f"{cores} cores (one-thread runs side by side, all-cores runs two at a time)")
+            f"{cores} cores (one-thread runs side by side, "
+            + ("an all-cores run alone)" if all_cores == 1 else "all-cores runs two at a time)"))
     if at_once < wanted:
         line += (f"; not {wanted}: they would need about {_gb(wanted * need)} of memory, "
                  f"{_gb(free)} is available")
-    return Capacity(at_once, cores, line)
+    return Capacity(at_once, cores, line, all_cores)
 
 
 def _gb(size: int | None) -> str:

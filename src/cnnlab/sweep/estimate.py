@@ -33,18 +33,25 @@ PAIR_SLOWDOWN = 1.55
 
 
 def lines(least: Sequence[Config], most: Sequence[Config], where: str,
-          jobs: int | str = 1) -> list[str]:
+          jobs: int | str = 1, alone: Sequence[Config] = ()) -> list[str]:
     """The dry run's lines: the runs at least and at most (with adaptive seeds; one line
-    when they are the same), each with its estimated wall time here with ``--jobs jobs``."""
+    when they are the same), each with its estimated wall time here with ``--jobs jobs``;
+    ``alone``: those of them whose all-cores runs train alone (timed runs)."""
     speeds, starts_s = measured(most)
     at_once = capacity.plan(jobs, most).at_once
+    timed = {id(c) for c in alone}
+
+    def wall(runs: Sequence[Config]) -> float:
+        return laid_out([c for c in runs if id(c) not in timed], speeds, starts_s, at_once) \
+            + laid_out([c for c in runs if id(c) in timed], speeds, 0.0, at_once, pair=False)
+
     counts = (((least, "at least"), (most, "at most")) if len(least) < len(most)
               else ((most, "in all"),))
     return [""] + [
         f"{len(runs)} runs {which} {where}; estimated time on this machine with --jobs "
-        f"{jobs}: about {format_duration(laid_out(runs, speeds, starts_s, at_once))} (each "
-        "batch size's steps, tracing, test evaluation and checkpoints measured in its runs' "
-        "CPU settings)" for runs, which in counts]
+        f"{jobs}: about {format_duration(wall(runs))} (each batch size's steps, tracing, "
+        "test evaluation and checkpoints measured in its runs' CPU settings)"
+        for runs, which in counts]
 
 
 def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
@@ -59,12 +66,11 @@ def speed_key(config: Config) -> tuple[int, str]:
 
 
 def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
-             starts_s: float,
-             at_once: int) -> float:
+             starts_s: float, at_once: int, pair: bool = True) -> float:
     """Wall seconds of ``configs`` at ``speeds`` (per :func:`speed_key`: seconds per step,
     tracing, the rest of a run) after workers that take ``starts_s`` to start: one-thread
     runs ``at_once`` side by side, the others one by one, or in pairs when ``at_once`` is
-    2 or more."""
+    2 or more and ``pair``."""
     alone = side_by_side = 0.0
     for config in configs:
         step_s, tracing_s, overhead_s = speeds[speed_key(config)]
@@ -74,7 +80,7 @@ def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
             side_by_side += run_s
         else:
             alone += run_s
-    if at_once >= 2:
+    if at_once >= 2 and pair:
         alone *= PAIR_SLOWDOWN / 2
     return starts_s + alone + side_by_side / max(1, at_once)
 

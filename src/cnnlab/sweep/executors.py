@@ -45,9 +45,11 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class LocalOptions:
-    """``--backend local``: runs trained at once, a number or ``auto``."""
+    """``--backend local``: runs trained at once, a number or ``auto``; ``timed``: their
+    step times are results (an all-cores run then trains alone)."""
 
     jobs: int | str = 1
+    timed: bool = False
 
 
 def local_options(jobs: int | str, ray_options_given: Sequence[str] = ()) -> LocalOptions:
@@ -100,28 +102,22 @@ class InProcess:
         pass
 
 
-# All-cores runs side by side under --jobs auto: each keeps its own thread count (so its
-# results stay those of --jobs 1), and two of them finish sooner than one after another,
-# since a small model's ops do not keep every core busy and each run has single-threaded
-# work around its training (benchmarks/README.md, "All-cores runs two at a time").
-ALL_CORES_AT_ONCE = 2
-
-
 class WorkerProcesses:
     """Worker processes per settings group, stopped after the last run that wants them.
 
     ``jobs`` runs at most at once; with ``cores`` (``--jobs auto``) they are also packed
-    by the threads they use: one-thread runs side by side, all-cores runs two at a time
-    (:data:`ALL_CORES_AT_ONCE`). With one job, the runs wanting this process's settings
+    by the threads they use: one-thread runs side by side, all-cores runs
+    ``all_cores_at_once`` at a time. With one job, the runs wanting this process's settings
     are trained here.
     """
 
     name = "local"
 
-    def __init__(self, planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None):
+    def __init__(self, planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
+                 all_cores_at_once: int = 1):
         """``planned``: the runs to come, or empty when they are not known in advance (a
         search): then a settings group's workers stay until the sweep ends."""
-        self.slots, self.cores = jobs, cores
+        self.slots, self.cores, self.all_cores_at_once = jobs, cores, all_cores_at_once
         self.here = InProcess() if jobs == 1 else None
         self.left = Counter(runtime.wanted(r.config.train) for r in planned)
         self.known = bool(planned)
@@ -136,7 +132,7 @@ class WorkerProcesses:
         """Cores a run with ``settings`` counts for when runs are packed."""
         if settings.threads:
             return settings.threads
-        return -(-self.cores // ALL_CORES_AT_ONCE) if self.cores else 1
+        return -(-self.cores // self.all_cores_at_once) if self.cores else 1
 
     def fits(self, run: SweepRun, busy: Sequence[SweepRun]) -> bool:
         if not busy:
@@ -186,7 +182,8 @@ class WorkerProcesses:
 
 
 def local(planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
-          log: Log = print, unplanned: Config | None = None) -> InProcess | WorkerProcesses:
+          log: Log = print, unplanned: Config | None = None,
+          all_cores_at_once: int = 1) -> InProcess | WorkerProcesses:
     """The local executor for these runs. One job: this process gets the settings most of
     them want (when TensorFlow is not imported yet), worker processes only the others.
     Several: every run in a worker, ``jobs`` at once (packed onto ``cores`` if given).
@@ -194,10 +191,10 @@ def local(planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
     if unplanned is not None:
         warm_cache([unplanned], log)
         runtime.select(runtime.wanted(unplanned.train))
-        return WorkerProcesses([], jobs, cores)
+        return WorkerProcesses([], jobs, cores, all_cores_at_once)
     if jobs > 1:
         warm_cache([r.config for r in planned], log)
-        return WorkerProcesses(planned, jobs, cores)
+        return WorkerProcesses(planned, jobs, cores, all_cores_at_once)
     chosen = runtime.select_for(r.config for r in planned)
     if all(runtime.wanted(r.config.train) == chosen == runtime.active() for r in planned):
         return InProcess()

@@ -68,7 +68,8 @@ def run_sweep(sweep: Sweep, out: str | Path | None = None, log: Log = print,
         r.config for r in sweep.runs]
     _check_sizes(configs)
     local = isinstance(backend, LocalOptions)
-    fit = capacity.plan(backend.jobs, configs, _runs_to_train(sweep, out)) if local else None
+    fit = capacity.plan(backend.jobs, configs, _runs_to_train(sweep, out),
+                        backend.timed) if local else None
     with sweep_runner.sweep_folder(sweep, out, outputs_root) as sweep_dir:
         if asks:
             recovery.checked_study(sweep, sweep_dir, log)
@@ -133,7 +134,8 @@ def _executor(todo: list[SweepRun], backend: LocalOptions | RayOptions,
     if isinstance(backend, RayOptions):
         return RayExecutor(todo, backend, log, configs=[unplanned] if unplanned else None)
     assert fit is not None
-    return executors.local(todo, fit.at_once, fit.cores, log=log, unplanned=unplanned)
+    return executors.local(todo, fit.at_once, fit.cores, log=log, unplanned=unplanned,
+                           all_cores_at_once=fit.all_cores_at_once)
 
 
 def _race_columns(race: sequential.State | None) -> dict[str, dict[str, object]] | None:
