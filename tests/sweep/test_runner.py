@@ -251,3 +251,12 @@ def test_adaptive_seeds_count_only_the_runs_handed_out(tmp_path: Path) -> None:
     ended = [line for line in lines if ": finished, best val accuracy" in line]
     assert len(ended) == len(executor.calls) == source.done()
     assert ended[-1].split("; ")[-1].startswith(f"{source.done()} done, 0 running, 0 waiting")
+
+
+def test_a_long_resumed_sweep_says_what_it_kept_in_one_line(tmp_path: Path) -> None:
+    sweep = sweep_from_dict({"name": "long", "base": "baseline",
+                             "axes": {"train.batch_size": list(range(16, 28))}})
+    sweep_once(tmp_path, Scripted(), sweep)
+    again = sweep_once(tmp_path, Scripted(), sweep)
+    ids = [r.id for r in sweep.runs]
+    assert again == [f"12 runs finished earlier, kept: {ids[0]} ... {ids[-1]}"]

@@ -67,6 +67,9 @@ def pending(sweep: Sweep, sweep_dir: Path) -> list[SweepRun]:
     return [r for r in sweep.runs if not storage.is_finished(sweep_dir / r.id)]
 
 
+KEPT_LISTED = 10  # finished runs of a resumed sweep listed one per line, up to this many
+
+
 class Source(Protocol):
     """Where the runner takes its runs from: a fixed plan (:class:`Plan`), or a search that
     asks for one trial at a time (:class:`cnnlab.sweep.search.trials.Trials`)."""
@@ -126,8 +129,11 @@ def run(sweep: Sweep, sweep_dir: Path, executor: Executor, log: Log = print,
 
 def _run(source: Source, sweep_dir: Path, executor: Executor, log: Log,
          state: _Progress) -> None:
-    for planned in source.sweep.runs:
-        if storage.is_finished(sweep_dir / planned.id):
+    kept = [p for p in source.sweep.runs if storage.is_finished(sweep_dir / p.id)]
+    if len(kept) > KEPT_LISTED:  # a long resumed sweep: one line, not a screenful
+        log(f"{len(kept)} runs finished earlier, kept: {kept[0].id} ... {kept[-1].id}")
+    else:
+        for planned in kept:
             log(f"{state.prefix(planned)}: finished earlier, kept")
     retry: deque[SweepRun] = deque()
     in_flight: dict[Future[None], tuple[SweepRun, float]] = {}
