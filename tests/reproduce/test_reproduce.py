@@ -156,10 +156,10 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
     adaptive = study_plan.plan([v for v in TINY if v != "--set"], budget_s=1800)
     least = [r.config for s in adaptive.sweeps if s.name != "batch-size"
              for r in minimum_runs(s)]
-    timed = [r.config for r in minimum_runs(adaptive.sweep("batch-size"))]  # all-cores
-    at_once = capacity.plan("auto", timed + least).at_once  # runs alone
-    seconds = (estimate.laid_out(least, *speeds(least), at_once)
-               + estimate.laid_out(timed, speeds(timed)[0], 0.0, at_once, pair=False))
+    timed = [r.config for r in minimum_runs(adaptive.sweep("batch-size"))]
+    shared, apart = (capacity.plan("auto", timed + least, timed=t) for t in (False, True))
+    seconds = (estimate.laid_out(least, *speeds(least), shared)
+               + estimate.laid_out(timed, speeds(timed)[0], 0.0, apart))  # all-cores alone
     assert (f"105 runs at least in 6 sweeps; estimated time on this machine with --jobs auto: "
             f"about {format_duration(seconds)} (") in result.output
     assert ("sweep batch-size (batch-size): 90 runs at most (9 arms x 3..10 seeds, adaptive: "

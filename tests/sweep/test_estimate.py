@@ -8,7 +8,7 @@ import math
 import pytest
 
 from cnnlab.config.files import load_config
-from cnnlab.sweep import estimate
+from cnnlab.sweep import capacity, estimate
 
 
 def config(batch: int, threads: int, epochs: int = 2):
@@ -23,9 +23,13 @@ def test_one_thread_runs_share_the_cores_and_all_core_runs_go_in_pairs() -> None
               estimate.speed_key(runs[2]): (0.03, 1.0, 4.0)}
     one = 250 * 2 * 0.002 + 0.5 + 3.0  # 250 steps, 2 epochs, tracing, the rest
     alone = 10 * 2 * 0.03 + 1.0 + 4.0
-    assert estimate.laid_out(runs, speeds, 7.0, 1) == pytest.approx(7.0 + 2 * one + alone)
+    fits = {n: capacity.Capacity(n, None, "") for n in (1, 2)}
+    assert estimate.laid_out(runs, speeds, 7.0, fits[1]) == pytest.approx(
+        7.0 + 2 * one + alone)
     paired = alone * estimate.PAIR_SLOWDOWN / 2
-    assert estimate.laid_out(runs, speeds, 7.0, 2) == pytest.approx(7.0 + one + paired)
+    assert estimate.laid_out(runs, speeds, 7.0, fits[2]) == pytest.approx(7.0 + one + paired)
+    timed = capacity.Capacity(2, 2, "", all_cores_at_once=1)  # all-cores runs alone
+    assert estimate.laid_out(runs, speeds, 7.0, timed) == pytest.approx(7.0 + one + alone)
 
 
 def test_each_batch_size_is_measured_in_a_worker_with_its_runs_settings(tiny_config) -> None:

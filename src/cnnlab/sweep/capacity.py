@@ -31,6 +31,11 @@ class Capacity:
     reason: str
     all_cores_at_once: int = ALL_CORES_AT_ONCE  # with cores: all-cores runs side by side
 
+    @property
+    def all_cores_together(self) -> int:
+        """All-cores runs trained at once: packed onto the cores, or ``at_once`` of them."""
+        return min(self.at_once, self.all_cores_at_once) if self.cores else self.at_once
+
 
 def available_cores() -> int:
     """Cores this process may run on (its affinity), else the machine's count."""

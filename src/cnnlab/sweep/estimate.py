@@ -38,12 +38,12 @@ def lines(least: Sequence[Config], most: Sequence[Config], where: str,
     when they are the same), each with its estimated wall time here with ``--jobs jobs``;
     ``alone``: those of them whose all-cores runs train alone (timed runs)."""
     speeds, starts_s = measured(most)
-    at_once = capacity.plan(jobs, most).at_once
+    shared, apart = (capacity.plan(jobs, most, timed=t) for t in (False, True))
     timed = {id(c) for c in alone}
 
     def wall(runs: Sequence[Config]) -> float:
-        return laid_out([c for c in runs if id(c) not in timed], speeds, starts_s, at_once) \
-            + laid_out([c for c in runs if id(c) in timed], speeds, 0.0, at_once, pair=False)
+        return laid_out([c for c in runs if id(c) not in timed], speeds, starts_s, shared) \
+            + laid_out([c for c in runs if id(c) in timed], speeds, 0.0, apart)
 
     counts = (((least, "at least"), (most, "at most")) if len(least) < len(most)
               else ((most, "in all"),))
@@ -54,23 +54,17 @@ def lines(least: Sequence[Config], most: Sequence[Config], where: str,
         for runs, which in counts]
 
 
-def seconds(configs: Sequence[Config], at_once: int = 1) -> float:
-    """The estimated wall seconds of training ``configs`` with up to ``at_once`` runs at
-    once (:func:`cnnlab.sweep.capacity.plan`), their speeds measured here, now."""
-    return laid_out(configs, *measured(configs), at_once)
-
-
 def speed_key(config: Config) -> tuple[int, str]:
     """What a run's speed depends on: its batch size, its model and its optimizer."""
     return config.train.batch_size, f"{config.model!r} {config.train.optimizer}"
 
 
 def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
-             starts_s: float, at_once: int, pair: bool = True) -> float:
+             starts_s: float, fit: capacity.Capacity) -> float:
     """Wall seconds of ``configs`` at ``speeds`` (per :func:`speed_key`: seconds per step,
-    tracing, the rest of a run) after workers that take ``starts_s`` to start: one-thread
-    runs ``at_once`` side by side, the others one by one, or in pairs when ``at_once`` is
-    2 or more and ``pair``."""
+    tracing, the rest of a run) after workers that take ``starts_s`` to start, trained as
+    ``fit`` decides: one-thread runs ``at_once`` side by side, the others one by one, or
+    in pairs when ``fit`` puts two or more all-cores runs side by side."""
     alone = side_by_side = 0.0
     for config in configs:
         step_s, tracing_s, overhead_s = speeds[speed_key(config)]
@@ -80,9 +74,9 @@ def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
             side_by_side += run_s
         else:
             alone += run_s
-    if at_once >= 2 and pair:
+    if fit.all_cores_together >= 2:
         alone *= PAIR_SLOWDOWN / 2
-    return starts_s + alone + side_by_side / max(1, at_once)
+    return starts_s + alone + side_by_side / max(1, fit.at_once)
 
 
 def measured(configs: Sequence[Config]) -> tuple[dict[tuple[int, str], Speeds], float]:
