@@ -50,9 +50,9 @@ def test_training_reads_each_epochs_order(tiny_config, batch_size: int) -> None:
     steps = -(-samples // batch_size)
 
     graph = _model(config, data, steps)
-    order = EpochRandomness(seed=7, samples=samples, shuffle=True)
-    indices = graph_batches.install(graph, (x, y), (data.x_val, data.y_val), batch_size,
-                                    order.variable)
+    loops = graph_batches.loops(graph, (x, y), (data.x_val, data.y_val), batch_size)
+    order = EpochRandomness(seed=7, samples=samples, shuffle=True, variable=loops.order)
+    indices = graph_batches.install(graph, loops)
     graph.fit(indices, y, batch_size=batch_size, epochs=3, shuffle=False, verbose=0,
               callbacks=[order])
 

@@ -64,9 +64,17 @@ def local_options(jobs: int | str, ray_options_given: Sequence[str] = ()) -> Loc
 
 
 def train_run(run: SweepRun, run_dir: Path, log: Log) -> None:
-    """The one thing every executor does with a run (a search's trial: with its pruner)."""
+    """The one thing every executor does with a run (a search's trial: with its pruner),
+    with the compiled models this process keeps between its runs."""
     check = pruning.stop_check(run.trial) if run.trial else None
-    _training().train(run.config, run_dir, log=log, stop_check=check, draw=drawer(log))
+    training = _training()
+    if not _warm:
+        _warm.append(training.WarmModels())
+    training.train(run.config, run_dir, log=log, stop_check=check, draw=drawer(log),
+                   warm=_warm[0])
+
+
+_warm: list[Any] = []  # this process's kept models, made once TensorFlow is imported
 
 
 def _training() -> Any:

@@ -45,15 +45,17 @@ class EpochRandomness(keras.callbacks.Callback):
     """Sets the epoch's order (``variable``) and the model's generator states at each
     epoch's start (the epoch counted from the first, also after ``--resume``)."""
 
-    def __init__(self, seed: int, samples: int, shuffle: bool):
+    def __init__(self, seed: int, samples: int, shuffle: bool,
+                 variable: tf.Variable | None = None):
+        """``variable``: the order variable the graph loops read (a new one if None)."""
         super().__init__()
         self.seed, self.samples, self.shuffle = seed, samples, shuffle
-        self.variable = tf.Variable(np.arange(samples, dtype=np.int64), trainable=False,
-                                    name="epoch_order")
+        self.variable = variable if variable is not None else tf.Variable(
+            np.arange(samples, dtype=np.int64), trainable=False, name="epoch_order")
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if self.shuffle:
-            self.variable.assign(epoch_order(self.seed, epoch, self.samples))
+        self.variable.assign(epoch_order(self.seed, epoch, self.samples) if self.shuffle
+                             else np.arange(self.samples, dtype=np.int64))
         generators = [v for v in self.model.variables if v.name == _GENERATOR_STATE]
         states = generator_states(self.seed, epoch, len(generators))
         for variable, state in zip(generators, states, strict=True):

@@ -14,6 +14,7 @@ not read.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,39 +32,68 @@ def applies(cfg: TrainConfig, steps_per_call: int, samples: int, val_samples: in
             and steps_per_epoch(val_samples, cfg.batch_size) <= steps)
 
 
-def _all_batches(step: Callable, x: np.ndarray, y: np.ndarray, order: tf.Variable,
-                 batch_size: int) -> Callable:
+@dataclass(frozen=True)
+class Loops:
+    """A compiled model's train and test functions as graph loops, and the variables they
+    read: the training and validation images and targets (``sets``) and the epoch's
+    ``order``. A kept model's loops read the next run's data once :meth:`load` has put it
+    there (:mod:`cnnlab.training.warm_models`)."""
+
+    train_function: Callable
+    test_function: Callable
+    sets: tuple[tf.Variable, ...]
+    order: tf.Variable
+
+    def load(self, train: tuple[np.ndarray, np.ndarray],
+             validation: tuple[np.ndarray, np.ndarray]) -> None:
+        for variable, values in zip(self.sets, (*train, *validation), strict=True):
+            variable.assign(values)
+
+
+def _all_batches(step: Callable, images: tf.Variable, targets: tf.Variable,
+                 order: tf.Variable, batch_size: int) -> Callable:
     """A graph function running ``step`` on every batch of the current ``order``
     (:func:`cnnlab.training.epoch_randomness.batch`); its iterator argument is not read."""
-    images, targets = tf.constant(x), tf.constant(y)
     step = tf.function(step, autograph=False)  # traced once, called in two places
-    steps = steps_per_epoch(len(x), batch_size)
+    samples = int(images.shape[0])
+    steps = steps_per_epoch(samples, batch_size)
 
     @tf.function(autograph=False)
     def run(_iterator: object) -> dict[str, tf.Tensor]:
         epoch = order.value()  # read at each call: the epoch's order
 
         def one(k: tf.Tensor) -> dict[str, tf.Tensor]:
-            return step(epoch_randomness.batch(images, targets, epoch, k, batch_size))
+            return step(epoch_randomness.batch(images.value(), targets.value(), epoch, k,
+                                               batch_size))
         logs = one(tf.constant(0, tf.int64))
         return tf.while_loop(lambda k, _: k < steps, lambda k, _: (k + 1, one(k)),
                              (tf.constant(1, tf.int64), logs))[1]
     return run
 
 
-def install(model: keras.Model, train: tuple[np.ndarray, np.ndarray],
-            validation: tuple[np.ndarray, np.ndarray], batch_size: int,
-            order: tf.Variable) -> np.ndarray:
-    """Replace the compiled model's train and test functions by ones that run a whole
-    epoch (in ``order``, set by :class:`cnnlab.training.epoch_randomness.EpochRandomness`)
-    and the whole validation from in-graph tensors; returns what to pass ``fit`` as ``x``
-    (the training samples' indices). :func:`remove` undoes it."""
-    samples, val_samples = len(train[0]), len(validation[0])
-    model.train_function = _all_batches(model.train_step, *train, order, batch_size)
-    model.test_function = _all_batches(
-        model.test_step, *validation,
-        tf.Variable(np.arange(val_samples, dtype=np.int64), trainable=False), batch_size)
-    return np.arange(samples, dtype=np.int64)
+def _held(values: np.ndarray, name: str) -> tf.Variable:
+    return tf.Variable(values, trainable=False, name=name)
+
+
+def loops(model: keras.Model, train: tuple[np.ndarray, np.ndarray],
+          validation: tuple[np.ndarray, np.ndarray], batch_size: int) -> Loops:
+    """Graph loops running a whole epoch (in the order of :attr:`Loops.order`, set by
+    :class:`cnnlab.training.epoch_randomness.EpochRandomness`) and the whole validation
+    with the compiled ``model``'s own steps, on these sets."""
+    sets = (_held(train[0], "train_images"), _held(train[1], "train_targets"),
+            _held(validation[0], "val_images"), _held(validation[1], "val_targets"))
+    order = _held(np.arange(len(train[0]), dtype=np.int64), "epoch_order")
+    val_order = _held(np.arange(len(validation[0]), dtype=np.int64), "val_order")
+    return Loops(_all_batches(model.train_step, sets[0], sets[1], order, batch_size),
+                 _all_batches(model.test_step, sets[2], sets[3], val_order, batch_size),
+                 sets, order)
+
+
+def install(model: keras.Model, loops: Loops) -> np.ndarray:
+    """Put ``loops`` in place of the model's train and test functions; returns what to
+    pass ``fit`` as ``x`` (the training samples' indices). :func:`remove` undoes it."""
+    model.train_function, model.test_function = loops.train_function, loops.test_function
+    return np.arange(int(loops.order.shape[0]), dtype=np.int64)
 
 
 def remove(model: keras.Model) -> None:

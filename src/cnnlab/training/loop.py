@@ -42,6 +42,7 @@ from cnnlab.training import (
 )
 from cnnlab.training.model import build_model, check_fits, format_layer_table, trainable_params
 from cnnlab.training.timing import CallbackTime, EpochTimer, Phases, TimeLeft
+from cnnlab.training.warm_models import WarmModels
 
 Log = Callable[[str], None]
 StopCheck = Callable[[int, dict[str, float]], bool]
@@ -260,7 +261,8 @@ def _status(rows: list[dict[str, Any]], epochs: int) -> Status:
 
 def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
           outputs_root: str | Path = "outputs", resume: bool = False,
-          stop_check: StopCheck | None = None, draw: Draw | None = None) -> load.Run:
+          stop_check: StopCheck | None = None, draw: Draw | None = None,
+          warm: WarmModels | None = None) -> load.Run:
     """Train ``config`` and write its run folder; returns the finished :class:`load.Run`.
 
     With ``resume=True``, ``out_dir`` must be an interrupted run of the same config: it
@@ -268,6 +270,8 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     ``stop_check(epoch, logs)`` is asked after every epoch (a search's pruner); when it
     says True, training stops there and the run is recorded with status ``pruned``.
     ``draw(run, phases)`` makes the figures and page from the record before metrics.json.
+    ``warm``: compiled models kept between this process's runs; the run takes one that
+    matches (:mod:`cnnlab.training.warm_models`) and leaves its own there.
     """
     if resume:
         storage.check_resumable(out_dir, config.to_dict())
@@ -286,7 +290,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     _note_settings(config, log)
     _seed_everything(config)
     with phases("build"):
-        model = compiled_model(config, data)
+        model, loops = prepared_model(config, data, warm)
     storage.check_free_space(Path(out_dir) if out_dir is not None else Path(outputs_root),
                           model.count_params())
     run_dir = Path(out_dir) if resume else storage.new_run_dir(out_dir, config.name, outputs_root)
@@ -295,14 +299,41 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     checkpoint = BestCheckpoint(run_dir / layout.MODEL_FILE,
                                 max((r["val_accuracy"] for r in done_rows), default=None))
     pruner = Pruning(stop_check)
-    rows = _fit(config, run_dir, model, data, done_rows, checkpoint, pruner, phases, log)
+    rows = _fit(config, run_dir, (model, loops), data, done_rows, checkpoint, pruner,
+                phases, log)
     metrics = _finish(config, run_dir, model, data, rows, checkpoint, phases)
     if pruner.pruned and len(rows) < config.train.epochs:  # stopped at its last epoch: not
         metrics["status"] = Status.PRUNED                  # pruned, it trained them all
     _write_record(load.Run(run_dir, config.to_dict(), _json_safe(metrics), rows), phases, draw)
     tracking.finish_run(config, run_dir, metrics)  # MLflow: final metrics, artifacts
+    if warm is not None and loops is not None:
+        warm.keep(config, data, model, loops)
     log(summary_line(metrics, run_dir))
     return load.read_run(run_dir)
+
+
+def prepared_model(config: Config, data: Dataset, warm: WarmModels | None = None
+                   ) -> tuple[keras.Model, graph_batches.Loops | None]:
+    """The run's compiled model and, when its batches are sliced in the graph, its loops,
+    holding the run's data; a matching model ``warm`` keeps, reset, if there is one."""
+    cfg = config.train
+    train, validation = _sets(config, data)
+    kept = warm.take(config, data) if warm is not None else None
+    if kept is not None:
+        kept[1].load(train, validation)
+        return kept
+    model = compiled_model(config, data)
+    if not graph_batches.applies(cfg, model.steps_per_execution, len(train[0]),
+                                 len(validation[0])):
+        return model, None
+    return model, graph_batches.loops(model, train, validation, cfg.batch_size)
+
+
+def _sets(config: Config, data: Dataset) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+    """The training and validation images with the targets the loss wants."""
+    cfg = config.train
+    return ((data.x_train, optimization.targets(cfg, data.y_train, data.num_classes)),
+            (data.x_val, optimization.targets(cfg, data.y_val, data.num_classes)))
 
 
 def compiled_model(config: Config, data: Dataset) -> keras.Model:
@@ -329,18 +360,19 @@ def _start_run_folder(config: Config, run_dir: Path, model: keras.Model, data: D
         f"{len(data.y_train)}, val {len(data.y_val)}, test {len(data.y_test)}")
 
 
-def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
-         done_rows: list[dict[str, Any]], checkpoint: BestCheckpoint, pruner: Pruning,
-         phases: Phases, log: Log) -> list[dict[str, Any]]:
+def _fit(config: Config, run_dir: Path, prepared: tuple[keras.Model, graph_batches.Loops | None],
+         data: Dataset, done_rows: list[dict[str, Any]], checkpoint: BestCheckpoint,
+         pruner: Pruning, phases: Phases, log: Log) -> list[dict[str, Any]]:
     """``model.fit`` with the run's callbacks; the history rows of every epoch run."""
+    model, loops = prepared
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / layout.HISTORY_FILE, timer, done_rows)
-    randomness = epoch_randomness.EpochRandomness(config.seed, len(data.y_train),
-                                                  config.train.shuffle)
+    randomness = epoch_randomness.EpochRandomness(
+        config.seed, len(data.y_train), config.train.shuffle, loops and loops.order)
     try:
         with phases("fit"):
             model.fit(
-                **training_inputs(config, model, data, randomness.variable),
+                **training_inputs(config, model, data, randomness.variable, loops),
                 epochs=config.train.epochs, shuffle=False, verbose=config.train.verbose,
                 callbacks=[randomness,
                            *_callbacks(config, run_dir, timer, recorder, checkpoint, phases,
@@ -360,21 +392,19 @@ def _fit(config: Config, run_dir: Path, model: keras.Model, data: Dataset,
     return recorder.rows
 
 
-def training_inputs(config: Config, model: keras.Model, data: Dataset,
-                     order: tf.Variable) -> dict[str, Any]:
+def training_inputs(config: Config, model: keras.Model, data: Dataset, order: tf.Variable,
+                    loops: graph_batches.Loops | None) -> dict[str, Any]:
     """What ``fit`` trains and validates on, in the epoch's ``order``
-    (:mod:`cnnlab.training.epoch_randomness`): the training images' indices when the
-    batches are sliced in the graph (:mod:`cnnlab.training.graph_batches`), else their
+    (:mod:`cnnlab.training.epoch_randomness`): with ``loops`` (batches sliced in the graph,
+    :mod:`cnnlab.training.graph_batches`) the training images' indices, else their
     batches."""
-    cfg, samples = config.train, len(data.y_train)
-    targets = optimization.targets(cfg, data.y_train, data.num_classes)
-    validation = (data.x_val, optimization.targets(cfg, data.y_val, data.num_classes))
+    cfg = config.train
+    (x, targets), validation = _sets(config, data)
     feed = {"validation_data": validation, "validation_batch_size": cfg.batch_size}
-    if graph_batches.applies(cfg, model.steps_per_execution, samples, len(data.y_val)):
-        indices = graph_batches.install(model, (data.x_train, targets), validation,
-                                        cfg.batch_size, order)
+    if loops is not None:
+        indices = graph_batches.install(model, loops)
         return {"x": indices, "y": targets, "batch_size": cfg.batch_size, **feed}
-    batches = epoch_randomness.dataset(data.x_train, targets, order, cfg.batch_size)
+    batches = epoch_randomness.dataset(x, targets, order, cfg.batch_size)
     return {"x": batches, **feed}
 
 

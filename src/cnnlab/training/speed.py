@@ -50,12 +50,13 @@ def measure(config: Config) -> Speed:
     labels = rng.integers(0, CLASSES, samples + val)
     data = Dataset(x[:samples], labels[:samples], x[samples:], labels[samples:], x[:0],
                    labels[:0], tuple(str(c) for c in range(CLASSES)))
-    model = loop.compiled_model(config, data)
-    randomness = epoch_randomness.EpochRandomness(config.seed, samples, cfg.shuffle)
+    model, loops = loop.prepared_model(config, data)
+    randomness = epoch_randomness.EpochRandomness(config.seed, samples, cfg.shuffle,
+                                                  loops and loops.order)
     timer = EpochTimer(samples, cfg.batch_size)
     try:
-        model.fit(**loop.training_inputs(config, model, data, randomness.variable), epochs=2,
-                  shuffle=False, verbose=0, callbacks=[randomness, timer])
+        model.fit(**loop.training_inputs(config, model, data, randomness.variable, loops),
+                  epochs=2, shuffle=False, verbose=0, callbacks=[randomness, timer])
     finally:
         graph_batches.remove(model)
     first, steady = (row["epoch_s"] for row in timer.rows)

@@ -1,0 +1,66 @@
+"""A compiled model kept between runs gives each run exactly what a fresh process gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.runs import layout, load
+from cnnlab.training.loop import train
+from cnnlab.training.warm_models import WarmModels
+
+# a model and a run exercising every state a kept model must shed: batch norm's moving
+# statistics, dropout and augmentation draws, Adam's moments and step count
+FULL = {"model.batch_norm": True, "model.conv_dropout": 0.2, "model.augment": True,
+        "train.optimizer": "adam", "train.momentum": None, "train.learning_rate": 0.002,
+        "train.batch_size": 64, "train.epochs": 3}
+
+
+def _record(run: load.Run) -> tuple:
+    columns = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+    history = [[row[c] for c in columns] for row in run.history]
+    metrics = {k: run.metrics[k] for k in ("test_accuracy", "test_loss", "confusion_matrix",
+                                           "best_epoch", "best_val_accuracy")}
+    weights = load.load_model(run.path / layout.MODEL_FILE).get_weights()
+    return history, metrics, weights
+
+
+def _assert_same(ours: tuple, fresh: tuple) -> None:
+    assert ours[0] == fresh[0]
+    assert ours[1] == fresh[1]
+    for a, b in zip(ours[2], fresh[2], strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_kept_model_runs_as_a_fresh_one(tiny_config, tmp_path: Path) -> None:
+    """Run 1 leaves its model; runs 2 (another seed and split, a lower learning rate, a
+    decaying one) and 3 (a third seed) take it, and each equals a run with a model of its
+    own."""
+    warm, quiet = WarmModels(), (lambda _: None)
+    first = tiny_config("baseline", seed=1, **{**FULL, "data.split_seed": 1})
+    train(first, tmp_path / "first", log=quiet, warm=warm)
+    later = [tiny_config("baseline", seed=2, **{**FULL, "train.learning_rate": 0.001,
+                                                "train.schedule": "cosine"}),
+             tiny_config("baseline", seed=3, **FULL)]
+    for k, config in enumerate(later):
+        reused = train(config, tmp_path / f"kept{k}", log=quiet, warm=warm)
+        assert warm.taken == k + 1  # it did take the kept model
+        fresh = train(config, tmp_path / f"fresh{k}", log=quiet)
+        _assert_same(_record(reused), _record(fresh))
+    assert _record(reused)[0] != _record(load.read_run(tmp_path / "first"))[0]
+
+
+def test_only_a_matching_graph_is_taken(tiny_config, tmp_path: Path) -> None:
+    """Another optimizer, batch size or model builds its own; the last two kept stay."""
+    warm, quiet = WarmModels(), (lambda _: None)
+    base = tiny_config("baseline", **{"train.epochs": 1})
+    train(base, tmp_path / "a", log=quiet, warm=warm)
+    adam = {"train.optimizer": "adam", "train.momentum": None}
+    for k, change in enumerate([adam, {"train.batch_size": 16}, {"model.dense": [16]}]):
+        train(tiny_config("baseline", **{"train.epochs": 1, **change}), tmp_path / f"b{k}",
+              log=quiet, warm=warm)
+    assert warm.taken == 0 and len(warm.kept) == 2
+    train(tiny_config("baseline", **{"train.epochs": 1, "model.dense": [16]}),
+          tmp_path / "c", log=quiet, warm=warm)
+    assert warm.taken == 1
