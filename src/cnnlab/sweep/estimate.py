@@ -54,12 +54,17 @@ def lines(least: Sequence[Config], most: Sequence[Config], where: str,
         for runs, which in counts]
 
 
-def speed_key(config: Config) -> tuple[int, str]:
-    """What a run's speed depends on: its batch size, its model and its optimizer."""
-    return config.train.batch_size, f"{config.model!r} {config.train.optimizer}"
+SpeedKey = tuple[int, str, runtime.Settings]
 
 
-def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
+def speed_key(config: Config) -> SpeedKey:
+    """What a run's speed depends on: its batch size, its model and its optimizer, and the
+    CPU settings it trains with."""
+    return (config.train.batch_size, f"{config.model!r} {config.train.optimizer}",
+            runtime.wanted(config.train))
+
+
+def laid_out(configs: Sequence[Config], speeds: dict[SpeedKey, Speeds],
              starts_s: float, fit: capacity.Capacity) -> float:
     """Wall seconds of ``configs`` at ``speeds`` (per :func:`speed_key`: seconds per step,
     tracing, the rest of a run) after workers that take ``starts_s`` to start, trained as
@@ -79,17 +84,17 @@ def laid_out(configs: Sequence[Config], speeds: dict[tuple[int, str], Speeds],
     return starts_s + alone + side_by_side / max(1, fit.at_once)
 
 
-def measured(configs: Sequence[Config]) -> tuple[dict[tuple[int, str], Speeds], float]:
+def measured(configs: Sequence[Config]) -> tuple[dict[SpeedKey, Speeds], float]:
     """Per :func:`speed_key`: (seconds per step, tracing seconds, the rest of a run), each
     measured in a fresh process with the CPU settings its runs want; and the seconds
     those processes took to start (TensorFlow's import)."""
-    first: dict[tuple[int, str], Config] = {}
+    first: dict[SpeedKey, Config] = {}
     for config in configs:
         first.setdefault(speed_key(config), config)
     by_settings: dict[runtime.Settings, list[Config]] = {}
     for config in first.values():
         by_settings.setdefault(runtime.wanted(config.train), []).append(config)
-    speeds: dict[tuple[int, str], Speeds] = {}
+    speeds: dict[SpeedKey, Speeds] = {}
     starts_s = 0.0
     context = multiprocessing.get_context("spawn")
     for settings, group in by_settings.items():
