@@ -132,10 +132,52 @@ def test_class_verdicts_rules() -> None:
 
 @pytest.mark.parametrize(("gap", "most"), [(0.0, 0.05), (0.01, 0.2)])
 def test_best_class_is_not_called_on_a_tie(gap: float, most: float) -> None:
-    """Horse and ship truly tied (or horse 1 point ahead): "horse is best" is rarely
-    called (the old argmax rule: 50 % and 63 %)."""
+    """Horse and ship truly tied (or horse 1 point ahead), each run with its own test
+    images: "horse is best" is rarely called (the old argmax rule: 50 % and 63 %)."""
     rng = np.random.default_rng(5)
     recalls = [.6, .6, .4, .3, .5, .4, .6, .8 + gap, .8, .6]
     found = rates([verdicts.best_recognised(confusions(rng, recalls), NAMES, "horse").verdict
                    for _ in range(200)])
-    assert found[HOLDS] <= most  # measured 4 % (tie), 6.5 % (1 point)
+    assert found[HOLDS] <= most  # measured 0 % (tie), 0.25 % (1 point)
+
+
+@pytest.mark.parametrize("runs", [3, 10])
+def test_best_class_on_shared_test_images_keeps_its_level(runs: int) -> None:
+    """Every run tests the same images (the bundled sample's test set is every split's):
+    more seeds do not shrink the image noise, and on a true tie "horse is best" holds at
+    about 5 % however many runs there are (measured 4.5 % at 3, 5.3 % at 10; the former
+    per-run draws: 16 % and 30 %)."""
+    rng = np.random.default_rng(6)
+    recalls = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
+    found = rates([verdicts.best_recognised(confusions(rng, recalls, runs=1) * runs, NAMES,
+                                            "horse").verdict for _ in range(300)])
+    assert found[HOLDS] <= 0.08  # 5 % plus 2.4 Monte Carlo standard errors
+
+
+def timing_rows(rng: np.random.Generator, n: int) -> list[dict]:
+    """Batch 1 and 256 with the same step and epoch times: the timing claim's null."""
+    return [{"arm": f"{i + 1:03d}-batch_size={b}", "status": "finished", "train.batch_size": b,
+             "test_accuracy": 0.5, "ms_per_step": float(rng.normal(10, 1)),
+             "s_per_epoch": float(rng.normal(1, 0.1))}
+            for i, b in enumerate((1, 256)) for _ in range(n)]
+
+
+def test_two_looks_keep_the_level() -> None:
+    """A two-pass study judges a claim after 3 seeds and, if still open, again after 10:
+    at 5 % each look a null claim is decided in 8.0 % of studies (one look: 3.3 %); at
+    the study's own level (2.5 % per look) in 3.7 %."""
+    from cnnlab.reproduce.study import plan
+
+    def verdict(rng: np.random.Generator, alpha: float) -> str:
+        first = timing_rows(rng, 3)
+        found = verdicts.step_and_epoch_time(first, alpha=alpha).verdict
+        if found != UNCLEAR:
+            return found
+        return verdicts.step_and_epoch_time(first + timing_rows(rng, 7), alpha=alpha).verdict
+
+    study = plan(budget_s=1800)
+    assert study.looks == 2 and plan().looks == 1
+    rng = np.random.default_rng(7)
+    for alpha, low, high in ((0.05, 0.06, 1.0), (study.alpha, 0.0, 0.05)):
+        decided = [verdict(rng, alpha) != UNCLEAR for _ in range(2000)]
+        assert low < sum(decided) / len(decided) <= high

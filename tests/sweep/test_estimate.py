@@ -38,7 +38,7 @@ def test_each_batch_size_is_measured_in_a_worker_with_its_runs_settings(tiny_con
             tiny_config("baseline", **{"train.batch_size": 64, "train.threads": 0})]
     speeds, starts_s = estimate.measured(runs)
     assert sorted(speeds) == sorted({estimate.speed_key(c) for c in runs})
-    assert sorted(batch for batch, _ in speeds) == [2, 64]
+    assert sorted(batch for batch, _, _ in speeds) == [2, 64]
     for step_s, tracing_s, overhead_s in speeds.values():
         assert 0 < step_s < 10 and math.isfinite(tracing_s) and tracing_s >= 0
         assert overhead_s > 0

@@ -22,8 +22,12 @@ def _record(run: load.Run) -> tuple:
     history = [[row[c] for c in columns] for row in run.history]
     metrics = {k: run.metrics[k] for k in ("test_accuracy", "test_loss", "confusion_matrix",
                                            "best_epoch", "best_val_accuracy")}
-    weights = load.load_model(run.path / layout.MODEL_FILE).get_weights()
-    return history, metrics, weights
+    model = load.load_model(run.path / layout.MODEL_FILE)
+    optimizer = model.optimizer.get_config()
+    optimizer.pop("name")  # Keras numbers optimizers per process: adam, adam_1, ...
+    saved = {"model": model.get_config(), "optimizer": optimizer,
+             "summary": (run.path / layout.SUMMARY_FILE).read_text()}
+    return history, metrics, model.get_weights(), saved
 
 
 def _assert_same(ours: tuple, fresh: tuple) -> None:
@@ -31,18 +35,20 @@ def _assert_same(ours: tuple, fresh: tuple) -> None:
     assert ours[1] == fresh[1]
     for a, b in zip(ours[2], fresh[2], strict=True):
         assert np.array_equal(a, b)
+    assert ours[3] == fresh[3]
 
 
 def test_kept_model_runs_as_a_fresh_one(tiny_config, tmp_path: Path) -> None:
-    """Run 1 leaves its model; runs 2 (another seed and split, a lower learning rate, a
-    decaying one) and 3 (a third seed) take it, and each equals a run with a model of its
-    own."""
+    """Run 1 leaves its model; runs 2 (another name, seed and split, a lower learning
+    rate, a decaying one) and 3 (a third seed) take it, and each equals a run with a model
+    of its own: history, test metrics, the checkpoint's weights, model and optimizer
+    config, and the layer summary."""
     warm, quiet = WarmModels(), (lambda _: None)
-    first = tiny_config("baseline", seed=1, **{**FULL, "data.split_seed": 1})
+    first = tiny_config("baseline", seed=1, name="first", **{**FULL, "data.split_seed": 1})
     train(first, tmp_path / "first", log=quiet, warm=warm)
-    later = [tiny_config("baseline", seed=2, **{**FULL, "train.learning_rate": 0.001,
-                                                "train.schedule": "cosine"}),
-             tiny_config("baseline", seed=3, **FULL)]
+    later = [tiny_config("baseline", seed=2, name="second",
+                         **{**FULL, "train.learning_rate": 0.001, "train.schedule": "cosine"}),
+             tiny_config("baseline", seed=3, name="third", **FULL)]
     for k, config in enumerate(later):
         reused = train(config, tmp_path / f"kept{k}", log=quiet, warm=warm)
         assert warm.taken == k + 1  # it did take the kept model

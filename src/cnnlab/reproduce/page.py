@@ -117,7 +117,8 @@ def write(study: Any, root: Path, judged: list[Verdict], facts: dict[str, Any],
                     f"{study.repeats} repeats per arm" if not study.sweeps[0].adaptive else
                     f"adaptive seeds, {study.sweeps[0].adaptive.min_repeats} to "
                     f"{study.sweeps[0].adaptive.max_repeats} per arm")
-                + (f"; --set {' '.join(study.overrides)}" if study.overrides else ""))
+                + (f"; --set {' '.join(study.overrides)}" if study.overrides else "")
+                + f"; {study.level_text()}")
     target = root / layout.REPORT_FILE
     storage.write_atomic(target, text)
     return target

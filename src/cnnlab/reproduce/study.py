@@ -65,6 +65,23 @@ class Study:
     def margin(self) -> float:
         return self.sweeps[0].margin
 
+    @property
+    def looks(self) -> int:
+        """How often the claims are judged: after the minimum seeds (which decides the
+        sweeps that get more) and at the end when the study runs in two passes."""
+        return 2 if self.budget_s is not None else 1
+
+    @property
+    def alpha(self) -> float:
+        """Each look's level: the looks together keep the 5 % (Bonferroni)."""
+        return verdicts.ALPHA / self.looks
+
+    def level_text(self) -> str:
+        if self.looks == 1:
+            return f"each claim tested at {self.alpha * 100:g} %"
+        return (f"each claim tested at {self.alpha * 100:g} % after the minimum seeds and "
+                f"again at the end, {verdicts.ALPHA * 100:g} % in all")
+
     def record(self) -> dict[str, Any]:
         design = self.sweeps[0].adaptive
         return {"repeats": self.repeats, **({"min_repeats": design.min_repeats,
@@ -255,39 +272,45 @@ def open_sweeps(study: Study, root: Path) -> list[Sweep]:
 
 
 def claims(study: Study, root: Path) -> list[tuple[str, verdicts.Verdict]]:
-    """Each claim's verdict, beside the sweep whose runs it is tested on."""
-    classes = results.class_count(root / "best-model")
+    """Each claim's verdict (at the study's :attr:`Study.alpha`), beside the sweep whose
+    runs it is tested on."""
+    classes, alpha = results.class_count(root / "best-model"), study.alpha
     epochs = study.sweep("regularization").runs[0].config.train.epochs
     batch, depth, grid, regularization = (
         _rows(root / name / layout.RESULTS_FILE)
         for name in ("batch-size", "depth", "grid", "regularization"))
     blocks3 = lambda r: r["model.filters"] == "[8, 16, 32]"  # noqa: E731
-    found = [("batch-size", verdicts.rises_then_falls(batch, classes)),
-             ("batch-size", verdicts.step_and_epoch_time(batch, classes)),
-             ("depth", verdicts.arm_is_best(depth, blocks3, "6",
-                                            "Three conv blocks do best", classes)),
+    found = [("batch-size", verdicts.rises_then_falls(batch, classes, alpha)),
+             ("batch-size", verdicts.step_and_epoch_time(batch, classes, alpha)),
+             ("depth", verdicts.arm_is_best(depth, blocks3, "6", "Three conv blocks do best",
+                                            classes, alpha)),
              ("grid", verdicts.arm_is_best(
                  grid, lambda r: blocks3(r) and r["model.dense"] == "[64]"
                  and float(r["train.learning_rate"]) == 0.001, "6",
-                 "The grid search picks the report's best model", classes))]
-    found += [("regularization", check) for check in _regularization(regularization, epochs)]
+                 "The grid search picks the report's best model", classes, alpha))]
+    found += [("regularization", check)
+              for check in _regularization(regularization, epochs, alpha)]
     matrices, names = _confusions(root / "best-model")
     if matrices:
-        found += [("best-model", verdicts.best_recognised(matrices, names, "horse")),
-                  ("best-model", verdicts.most_confused(matrices, names, ("bird", "cat", "dog")))]
+        found += [("best-model", verdicts.best_recognised(matrices, names, "horse", alpha)),
+                  ("best-model", verdicts.most_confused(matrices, names, ("bird", "cat", "dog"),
+                                                        alpha))]
     return found
 
 
-def _regularization(rows: list[dict[str, Any]], epochs: int) -> list[verdicts.Verdict]:
+def _regularization(rows: list[dict[str, Any]], epochs: int, alpha: float
+                    ) -> list[verdicts.Verdict]:
     """Section 7's four claims on over-fitting."""
     return [verdicts.overfitting_seen(rows, "none", True, "7",
-                                      "The best model over-fits (validation loss rises)", epochs),
+                                      "The best model over-fits (validation loss rises)", epochs,
+                                      alpha),
             verdicts.remedy(rows, "l2", "none", "7",
-                            "L2 regularization prevents over-fitting", epochs),
+                            "L2 regularization prevents over-fitting", epochs, alpha),
             verdicts.remedy(rows, "dropout", "none", "7",
-                            "Dropout prevents over-fitting", epochs),
+                            "Dropout prevents over-fitting", epochs, alpha),
             verdicts.overfitting_seen(rows, "batch_norm", True, "7",
-                                      "Batch norm does not fully prevent over-fitting", epochs)]
+                                      "Batch norm does not fully prevent over-fitting", epochs,
+                                      alpha)]
 
 
 def seeds_used(root: Path, name: str) -> str:
@@ -331,8 +354,8 @@ def findings_text(study: Study, root: Path, judged: list[verdicts.Verdict]) -> s
     lines += ["", "Repeats varied the seed (initial weights, data order)"
               + (" and the train/validation/test split" if study.vary_split else
                  " on one fixed train/validation/test split (--same-split)")
-              + f"; equivalence margin {study.margin:g}. Each verdict's test and its "
-              "calibration: docs/statistics.md."]
+              + f"; equivalence margin {study.margin:g}; {study.level_text()}. Each "
+              "verdict's test and its calibration: docs/statistics.md."]
     for sweep in study.sweeps:
         path = root / sweep.name / layout.FINDINGS_FILE
         if path.exists():

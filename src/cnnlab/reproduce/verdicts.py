@@ -2,7 +2,9 @@
 
 Each verdict is *holds*, *does not hold* or *not distinguishable*, decided by a test
 fixed in advance on the metric it names (test accuracy for accuracy claims: validation
-only chose epochs and winners), at the 5 % level, and carries its evidence as text. A
+only chose epochs and winners), at the level ``alpha`` (5 %; a study that looks twice,
+after its minimum seeds and at the end, tests at 2.5 % each time, so that the two looks
+together keep 5 %), and carries its evidence as text. A
 claim holds only when the test shows it; it does not hold only when the test shows the
 opposite; anything else is not distinguishable. Calibration: docs/statistics.md.
 """
@@ -69,7 +71,7 @@ def _arms(rows: Rows, key: Callable[[dict[str, Any]], Any], metric: str, classes
     return dict(sorted(keyed.items()))
 
 
-def rises_then_falls(rows: Rows, classes: int = 10) -> Verdict:
+def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Verdict:
     """Test accuracy first rises, then falls as the batch grows: some inner batch size
     beats both ends (one-sided Welch, Bonferroni over the inner sizes); it does not hold
     when an end beats every inner size (Bonferroni over the two ends)."""
@@ -82,20 +84,21 @@ def rises_then_falls(rows: Rows, classes: int = 10) -> Verdict:
     peak = max(inner, key=lambda b: float(np.mean(arms[b])))
     evidence = (f"batch {first}: {_shown(arms[first])}; highest inner, batch {peak}: "
                 f"{_shown(arms[peak])}; batch {last}: {_shown(arms[last])}")
-    if any(_beats(arms[b], arms[first], len(inner)) and _beats(arms[b], arms[last], len(inner))
+    level = alpha / len(inner)
+    if any(_beats(arms[b], arms[first], level) and _beats(arms[b], arms[last], level)
            for b in inner):
         return Verdict("3", claim, HOLDS, evidence + " (an inner size beats both ends)")
-    if any(all(_beats(arms[end], arms[b], 2) for b in inner) for end in (first, last)):
+    if any(all(_beats(arms[end], arms[b], alpha / 2) for b in inner) for end in (first, last)):
         return Verdict("3", claim, FAILS, evidence + " (an end beats every inner size)")
     return Verdict("3", claim, UNCLEAR, evidence)
 
 
-def _beats(a: Sequence[float], b: Sequence[float], family: int = 1) -> bool:
-    """``a``'s mean above ``b``'s: one-sided Welch at ALPHA / ``family``."""
-    return len(a) >= 2 and len(b) >= 2 and p_greater(a, b) < ALPHA / family
+def _beats(a: Sequence[float], b: Sequence[float], level: float) -> bool:
+    """``a``'s mean above ``b``'s: one-sided Welch at ``level``."""
+    return len(a) >= 2 and len(b) >= 2 and p_greater(a, b) < level
 
 
-def step_and_epoch_time(rows: Rows, classes: int = 10) -> Verdict:
+def step_and_epoch_time(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Verdict:
     """Step time grows with the batch, epoch time falls (smallest against largest batch,
     Welch's two-sided test on each; diverged runs left out)."""
     step = _arms(rows, lambda r: int(r["train.batch_size"]), "ms_per_step", classes)
@@ -105,8 +108,8 @@ def step_and_epoch_time(rows: Rows, classes: int = 10) -> Verdict:
         return Verdict("3", claim, UNCLEAR, "fewer than 2 batch sizes finished",
                        "ms/step, s/epoch")
     small, large = min(step), max(step)
-    grows = compare(step[large], step[small], higher_is_better=True, margin=0)
-    falls = compare(epoch[large], epoch[small], higher_is_better=False, margin=0)
+    grows = compare(step[large], step[small], higher_is_better=True, margin=0, alpha=alpha)
+    falls = compare(epoch[large], epoch[small], higher_is_better=False, margin=0, alpha=alpha)
     verdict = (HOLDS if grows == falls == Outcome.BETTER else
                FAILS if Outcome.WORSE in (grows, falls) else UNCLEAR)
     evidence = (f"batch {small} → {large}: {_shown(step[small])} → {_shown(step[large])} "
@@ -115,7 +118,7 @@ def step_and_epoch_time(rows: Rows, classes: int = 10) -> Verdict:
 
 
 def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], section: str,
-                claim: str, classes: int = 10) -> Verdict:
+                claim: str, classes: int = 10, alpha: float = ALPHA) -> Verdict:
     """``claim``: the arm ``arm_matches`` picks is the best. It holds when that arm beats
     every other (one-sided Welch each, all needed); it does not hold when some arm beats
     it (Holm over the others)."""
@@ -126,14 +129,14 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
     mine = values[claimed]
     others = {a: v for a, v in values.items() if a != claimed and len(v) >= 2}
     rival = max(others, key=lambda a: float(np.mean(others[a])), default=None)
-    beaten = [a for a, v in others.items() if _beats(mine, v)]
+    beaten = [a for a, v in others.items() if _beats(mine, v, alpha)]
     above = holm([p_greater(v, mine) for v in others.values()])
     evidence = (f"claimed {claimed}: {_shown(mine)}; beats {len(beaten)} of {len(others)} "
                 "other arms" + (f"; highest other, {rival}: {_shown(others[rival])}"
                                 if rival else ""))
     if others and len(beaten) == len(others):
         return Verdict(section, claim, HOLDS, evidence)
-    if any(p is not None and p < ALPHA for p in above):
+    if any(p is not None and p < alpha for p in above):
         return Verdict(section, claim, FAILS, evidence + " (an arm is better)")
     return Verdict(section, claim, UNCLEAR, evidence)
 
@@ -143,7 +146,7 @@ def _finished(rows: Rows, arm_name: str) -> list[dict[str, Any]]:
             and ranked_status(r["status"])]
 
 
-def overfits(rows: Rows, arm_name: str, epochs: int | None = None
+def overfits(rows: Rows, arm_name: str, epochs: int | None = None, alpha: float = ALPHA
              ) -> tuple[bool | None, str]:
     """Whether the arm over-fits, from how many of its runs the onset detector fires in:
     True if more than its false-alarm rate explains (binomial test), False if fewer than
@@ -156,30 +159,30 @@ def overfits(rows: Rows, arm_name: str, epochs: int | None = None
         return None, evidence + f" (runs of {epochs} epochs are too short to tell)"
     if not runs:
         return None, evidence
-    if scipy_stats.binom.sf(fired - 1, len(runs), FALSE_ALARM_RATE) < ALPHA:
+    if scipy_stats.binom.sf(fired - 1, len(runs), FALSE_ALARM_RATE) < alpha:
         return True, evidence
-    if scipy_stats.binom.cdf(fired, len(runs), DETECTION_RATE) < ALPHA:
+    if scipy_stats.binom.cdf(fired, len(runs), DETECTION_RATE) < alpha:
         return False, evidence
     return None, evidence
 
 
 def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, claim: str,
-                     epochs: int | None = None) -> Verdict:
+                     epochs: int | None = None, alpha: float = ALPHA) -> Verdict:
     """``claim``: the arm over-fits (``expected``) or does not (:func:`overfits`)."""
-    found, evidence = overfits(rows, arm_name, epochs)
+    found, evidence = overfits(rows, arm_name, epochs, alpha)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
     return Verdict(section, claim, verdict, evidence, "over-fitting onset per run")
 
 
 def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
-           epochs: int | None = None) -> Verdict:
+           epochs: int | None = None, alpha: float = ALPHA) -> Verdict:
     """``claim``: the arm prevents over-fitting. Judged only where ``reference`` (the arm
     without the remedy) over-fits; holds when the arm's validation-loss rise is smaller
     (Welch) and the arm itself is not shown to over-fit; does not hold when its rise is
     not smaller (larger, or the same within :data:`RISE_MARGIN`: TOST) or it over-fits."""
     metric = "overfit_rise (validation-loss rise after its lowest)"
-    base, base_text = overfits(rows, reference, epochs)
-    own, own_text = overfits(rows, arm_name, epochs)
+    base, base_text = overfits(rows, reference, epochs, alpha)
+    own, own_text = overfits(rows, arm_name, epochs, alpha)
     rise = {name: [float(r["overfit_rise"]) for r in _finished(rows, name)
                    if _finite(r.get("overfit_rise"))] for name in (arm_name, reference)}
     evidence = (f"rise {arm_name}: {_shown(rise[arm_name])}, {reference}: "
@@ -188,7 +191,7 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
         return Verdict(section, claim, UNCLEAR, evidence + f" ({reference} is not shown to "
                        "over-fit here, so a remedy cannot be judged)", metric)
     outcome = compare(rise[arm_name], rise[reference], higher_is_better=False,
-                      margin=RISE_MARGIN)
+                      margin=RISE_MARGIN, alpha=alpha)
     if outcome == Outcome.BETTER and own is not True:
         verdict = HOLDS
     elif outcome in (Outcome.WORSE, Outcome.EQUIVALENT) or own is True:
@@ -202,18 +205,26 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def recall_draws(matrices: Sequence[Sequence[Sequence[int]]], draws: int = BOOTSTRAP
-                 ) -> np.ndarray:
-    """Bootstrap of the mean per-class recall over runs (``draws`` x classes): the runs
-    (seeds) resampled, and within each the test images of each class (binomially: the
-    count recognised out of its support). Fixed seed."""
+def recall_draws(matrices: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+    """Bootstrap of the mean per-class recall over runs (:data:`BOOTSTRAP` x classes): the runs
+    (seeds) resampled, then each class's test images drawn once for all runs
+    (binomially: the count recognised out of its support). Once, because the runs of a
+    study may share their test images (the bundled sample's 2,000 are every split's test
+    set), and then more seeds do not make the image noise smaller; where each run has
+    its own images, this is conservative. Fixed seed."""
     counts = np.array(matrices, dtype=float)  # runs x true class x predicted class
     support = counts.sum(axis=2)
     recall = np.diagonal(counts, axis1=1, axis2=2) / np.maximum(support, 1)
+    return _images_drawn(recall, support)
+
+
+def _images_drawn(rate: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """:data:`BOOTSTRAP` x classes: the mean over resampled runs of each class's ``rate`` (runs x
+    classes), with the binomial noise of its mean ``support`` images added once."""
     rng = np.random.default_rng(SEED)
-    runs = rng.integers(0, len(counts), (draws, len(counts)))
-    hits = rng.binomial(support[runs].astype(int), recall[runs])
-    return (hits / np.maximum(support[runs], 1)).mean(axis=1)
+    runs = rng.integers(0, len(rate), (BOOTSTRAP, len(rate)))
+    images = np.maximum(np.rint(support.mean(axis=0)), 1).astype(int)
+    return rng.binomial(images, rate[runs].mean(axis=1)) / images
 
 
 def _recall_text(point: np.ndarray, boot: np.ndarray, names: Sequence[str],
@@ -223,23 +234,23 @@ def _recall_text(point: np.ndarray, boot: np.ndarray, names: Sequence[str],
                      for i in order)
 
 
-def _above(boot: np.ndarray, a: int, b: int, family: int = 1) -> bool:
+def _above(boot: np.ndarray, a: int, b: int, level: float) -> bool:
     """Class ``a``'s recall above ``b``'s: the one-sided bootstrap bound of the
-    difference at ALPHA / ``family`` is above 0."""
-    return float(np.percentile(boot[:, a] - boot[:, b], 100 * ALPHA / family)) > 0
+    difference at ``level`` is above 0."""
+    return float(np.percentile(boot[:, a] - boot[:, b], 100 * level)) > 0
 
 
 def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
-                    claimed: str) -> Verdict:
+                    claimed: str, alpha: float = ALPHA) -> Verdict:
     """``claimed`` has the highest recall: holds when above every other class, does not
     hold when another class is above it (Bonferroni over the others)."""
     boot, point = recall_draws(matrices), _mean_recall(matrices)
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -point[i])[:3]
     evidence = "mean recall, top 3: " + _recall_text(point, boot, names, order)
-    if all(_above(boot, me, i) for i in others):
+    if all(_above(boot, me, i, alpha) for i in others):
         verdict = HOLDS
-    elif any(_above(boot, i, me, len(others)) for i in others):
+    elif any(_above(boot, i, me, alpha / len(others)) for i in others):
         verdict = FAILS
     else:
         verdict = UNCLEAR
@@ -248,7 +259,7 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
-                  claimed: Sequence[str]) -> Verdict:
+                  claimed: Sequence[str], alpha: float = ALPHA) -> Verdict:
     """The ``claimed`` classes are confused most (lowest recall: most of their images
     predicted as another class): holds when each is below every other class, does not
     hold when another class is below one of them (Bonferroni over the pairs)."""
@@ -260,9 +271,9 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
     evidence = ("lowest mean recall: " + _recall_text(point, boot, names, lowest)
                 + f"; most confused pair: {pair}")
     pairs = len(mine) * len(rest)
-    if all(_above(boot, j, i) for i in mine for j in rest):
+    if all(_above(boot, j, i, alpha) for i in mine for j in rest):
         verdict = HOLDS
-    elif any(_above(boot, i, j, pairs) for i in mine for j in rest):
+    elif any(_above(boot, i, j, alpha / pairs) for i in mine for j in rest):
         verdict = FAILS
     else:
         verdict = UNCLEAR
@@ -284,11 +295,7 @@ def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str])
     for i in range(share.shape[1]):
         share[:, i, i] = 0
     true, predicted = np.unravel_index(np.argmax(share.mean(axis=0)), share.shape[1:])
-    support = counts[:, true].sum(axis=1).astype(int)
-    rng = np.random.default_rng(SEED)
-    runs = rng.integers(0, len(counts), (BOOTSTRAP, len(counts)))
-    draws = (rng.binomial(support[runs], share[runs, true, predicted])
-             / np.maximum(support[runs], 1)).mean(axis=1)
+    draws = _images_drawn(share[:, true, predicted, None], counts[:, true].sum(axis=1)[:, None])
     low, high = np.percentile(draws, [2.5, 97.5])
     return (f"{names[true]} taken for {names[predicted]} in "
             f"{share[:, true, predicted].mean():.2f} [{low:.2f}, {high:.2f}] of its images")

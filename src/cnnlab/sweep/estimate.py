@@ -49,8 +49,9 @@ def lines(least: Sequence[Config], most: Sequence[Config], where: str,
               else ((most, "in all"),))
     return [""] + [
         f"{len(runs)} runs {which} {where}; estimated time on this machine with --jobs "
-        f"{jobs}: about {format_duration(wall(runs))} (each batch size's steps, tracing, "
-        "test evaluation and checkpoints measured in its runs' CPU settings)"
+        f"{jobs}: about {format_duration(wall(runs))} (steps, tracing, test evaluation and "
+        "checkpoints measured per batch size, model and optimizer, in the runs' CPU "
+        "settings)"
         for runs, which in counts]
 
 

@@ -270,8 +270,7 @@ def train(config: Config, out_dir: str | Path | None = None, log: Log = print,
     ``stop_check(epoch, logs)`` is asked after every epoch (a search's pruner); when it
     says True, training stops there and the run is recorded with status ``pruned``.
     ``draw(run, phases)`` makes the figures and page from the record before metrics.json.
-    ``warm``: compiled models kept between this process's runs; the run takes one that
-    matches (:mod:`cnnlab.training.warm_models`) and leaves its own there.
+    ``warm``: compiled models kept between runs (:mod:`cnnlab.training.warm_models`).
     """
     if resume:
         storage.check_resumable(out_dir, config.to_dict())

@@ -8,9 +8,9 @@ Only models whose batches are sliced in the graph (:mod:`cnnlab.training.graph_b
 are kept; never under mixed precision or a distribution strategy. The kept model is reset
 to the exact state a fresh process starts the run from: its weights are those of the
 run's own model, built from the run's seed (the same draws, in the same order, as a fresh
-process), its optimizer's state that of a freshly built optimizer of the run's settings,
-and the run's data is loaded into the variables its loops read. Each run's history,
-metrics and checkpoint are identical to a fresh process's (tested).
+process), its name the run's, its optimizer's state that of a freshly built optimizer
+of the run's settings, and the run's data is loaded into the variables its loops read.
+Each run's history, metrics and checkpoint are identical to a fresh process's (tested).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class WarmModels:
         if found is None:
             return None
         model, loops = found
+        model.name = config.name
         model.set_weights(build_model(config.model, data.input_shape, data.num_classes,
                                       name=config.name).get_weights())
         start = optimization.make_optimizer(config.train)
