@@ -36,8 +36,9 @@ def applies(cfg: TrainConfig, steps_per_call: int, samples: int, val_samples: in
 class Loops:
     """A compiled model's train and test functions as graph loops, and the variables they
     read: the training and validation images and targets (``sets``) and the epoch's
-    ``order``. A kept model's loops read the next run's data once :meth:`load` has put it
-    there (:mod:`cnnlab.training.warm_models`)."""
+    ``order``. A kept model's loops hold no data between runs (:meth:`release`) and read
+    the next run's once :meth:`load` has put it there (:mod:`cnnlab.training.warm_models`).
+    """
 
     train_function: Callable
     test_function: Callable
@@ -49,14 +50,18 @@ class Loops:
         for variable, values in zip(self.sets, (*train, *validation), strict=True):
             variable.assign(values)
 
+    def release(self) -> None:
+        """Free the memory of the sets (the variables keep their type, with no rows)."""
+        for variable in self.sets:
+            variable.assign(tf.zeros((0, *variable.shape[1:]), variable.dtype))
+
 
 def _all_batches(step: Callable, images: tf.Variable, targets: tf.Variable,
                  order: tf.Variable, batch_size: int) -> Callable:
     """A graph function running ``step`` on every batch of the current ``order``
     (:func:`cnnlab.training.epoch_randomness.batch`); its iterator argument is not read."""
     step = tf.function(step, autograph=False)  # traced once, called in two places
-    samples = int(images.shape[0])
-    steps = steps_per_epoch(samples, batch_size)
+    steps = steps_per_epoch(int(order.shape[0]), batch_size)
 
     @tf.function(autograph=False)
     def run(_iterator: object) -> dict[str, tf.Tensor]:
@@ -72,7 +77,10 @@ def _all_batches(step: Callable, images: tf.Variable, targets: tf.Variable,
 
 
 def _held(values: np.ndarray, name: str) -> tf.Variable:
-    return tf.Variable(values, trainable=False, name=name)
+    """A variable of ``values`` whose number of rows may change (:meth:`Loops.release`);
+    the rest of its shape is fixed, so the batches' shapes are those of the values'."""
+    return tf.Variable(values, trainable=False, name=name,
+                       shape=tf.TensorShape([None, *values.shape[1:]]))
 
 
 def loops(model: keras.Model, train: tuple[np.ndarray, np.ndarray],
@@ -82,8 +90,10 @@ def loops(model: keras.Model, train: tuple[np.ndarray, np.ndarray],
     with the compiled ``model``'s own steps, on these sets."""
     sets = (_held(train[0], "train_images"), _held(train[1], "train_targets"),
             _held(validation[0], "val_images"), _held(validation[1], "val_targets"))
-    order = _held(np.arange(len(train[0]), dtype=np.int64), "epoch_order")
-    val_order = _held(np.arange(len(validation[0]), dtype=np.int64), "val_order")
+    order = tf.Variable(np.arange(len(train[0]), dtype=np.int64), trainable=False,
+                        name="epoch_order")
+    val_order = tf.Variable(np.arange(len(validation[0]), dtype=np.int64), trainable=False,
+                            name="val_order")
     return Loops(_all_batches(model.train_step, sets[0], sets[1], order, batch_size),
                  _all_batches(model.test_step, sets[2], sets[3], val_order, batch_size),
                  sets, order)

@@ -57,13 +57,14 @@ class WarmModels:
     def keep(self, config: Config, data: Dataset, model: keras.Model, loops: Loops) -> None:
         """Keep a run's model after the run (the oldest kept one goes past :data:`KEPT`)."""
         if keepable(config):
+            loops.release()  # the data of a finished run: not kept
             self.kept[key(config, data)] = (model, loops)
             while len(self.kept) > KEPT:
                 self.kept.popitem(last=False)
 
     def take(self, config: Config, data: Dataset) -> tuple[keras.Model, Loops] | None:
         """A kept model for this run, reset to a fresh run's start (call after seeding, in
-        place of building), or None. Its loops still hold the last run's data."""
+        place of building), or None. Its loops hold no data: :meth:`Loops.load` the run's."""
         found = self.kept.pop(key(config, data), None) if keepable(config) else None
         if found is None:
             return None
