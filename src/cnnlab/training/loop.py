@@ -367,7 +367,7 @@ def _fit(config: Config, run_dir: Path, prepared: tuple[keras.Model, graph_batch
     timer = EpochTimer(len(data.y_train), config.train.batch_size)
     recorder = HistoryRecorder(run_dir / layout.HISTORY_FILE, timer, done_rows)
     randomness = epoch_randomness.EpochRandomness(
-        config.seed, len(data.y_train), config.train.shuffle, loops and loops.order)
+        config.seed, len(data.y_train), config.train.shuffle, loops.order if loops else None)
     try:
         with phases("fit"):
             model.fit(

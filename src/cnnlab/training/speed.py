@@ -52,7 +52,7 @@ def measure(config: Config) -> Speed:
                    labels[:0], tuple(str(c) for c in range(CLASSES)))
     model, loops = loop.prepared_model(config, data)
     randomness = epoch_randomness.EpochRandomness(config.seed, samples, cfg.shuffle,
-                                                  loops and loops.order)
+                                                  loops.order if loops else None)
     timer = EpochTimer(samples, cfg.batch_size)
     try:
         model.fit(**loop.training_inputs(config, model, data, randomness.variable, loops),
