@@ -683,6 +683,7 @@ def check_damaged_sweep(spec: Path, done: Path, name: str, kind: str, arg: Any,
 
 @settings(max_examples=15)
 @given(st.sampled_from(SWEEP_FILES), DAMAGES)
+@example(layout.RESULTS_FILE, ("symlink", "dangling"))  # found: exit 1, "run it again"
 def test_damaged_sweep_folder_report(finished_sweep: tuple[Path, Path], name: str,
                                      how: tuple[str, Any]) -> None:
     check_damaged_sweep(*finished_sweep, name, *how, "report")

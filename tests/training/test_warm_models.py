@@ -8,13 +8,13 @@ import numpy as np
 
 from cnnlab.runs import layout, load
 from cnnlab.training.loop import train
-from cnnlab.training.warm_models import WarmModels
+from cnnlab.training.warm_models import WarmModels, keepable, key
 
 # a model and a run exercising every state a kept model must shed: batch norm's moving
 # statistics, dropout and augmentation draws, Adam's moments and step count
 FULL = {"model.batch_norm": True, "model.conv_dropout": 0.2, "model.augment": True,
         "train.optimizer": "adam", "train.momentum": None, "train.learning_rate": 0.002,
-        "train.batch_size": 64, "train.epochs": 3}
+        "train.batch_size": 64}
 
 
 def _record(run: load.Run) -> tuple:
@@ -55,18 +55,26 @@ def test_kept_model_runs_as_a_fresh_one(tiny_config, tmp_path: Path) -> None:
         fresh = train(config, tmp_path / f"fresh{k}", log=quiet)
         _assert_same(_record(reused), _record(fresh))
     assert _record(reused)[0] != _record(load.read_run(tmp_path / "first"))[0]
+    assert len(warm.kept) == 1  # the last run's model, kept again
 
 
-def test_only_a_matching_graph_is_taken(tiny_config, tmp_path: Path) -> None:
-    """Another optimizer, batch size or model builds its own; the last two kept stay."""
-    warm, quiet = WarmModels(), (lambda _: None)
-    base = tiny_config("baseline", **{"train.epochs": 1})
-    train(base, tmp_path / "a", log=quiet, warm=warm)
-    adam = {"train.optimizer": "adam", "train.momentum": None}
-    for k, change in enumerate([adam, {"train.batch_size": 16}, {"model.dense": [16]}]):
-        train(tiny_config("baseline", **{"train.epochs": 1, **change}), tmp_path / f"b{k}",
-              log=quiet, warm=warm)
-    assert warm.taken == 0 and len(warm.kept) == 2
-    train(tiny_config("baseline", **{"train.epochs": 1, "model.dense": [16]}),
-          tmp_path / "c", log=quiet, warm=warm)
-    assert warm.taken == 1
+def test_only_a_matching_graph_is_taken(tiny_config) -> None:
+    """Another optimizer, batch size, model or data shape builds its own model; another
+    seed, name, learning rate, schedule or number of epochs takes a kept one."""
+    from cnnlab.data.dataset import load_dataset
+
+    base = tiny_config("baseline")
+    data = load_dataset(base.data, base.seed, lambda _: None)
+    fewer = load_dataset(tiny_config("baseline", **{"data.train_size": 200}).data, 0,
+                         lambda _: None)
+    kept = key(base, data)
+    for change in [{"train.optimizer": "adam", "train.momentum": None},
+                   {"train.batch_size": 16}, {"model.dense": [16]},
+                   {"train.label_smoothing": 0.1}]:
+        assert key(tiny_config("baseline", **change), data) != kept
+    assert key(base, fewer) != kept
+    for change in [{"seed": 5}, {"name": "other"}, {"train.learning_rate": 0.1},
+                   {"train.schedule": "cosine"}, {"train.epochs": 7},
+                   {"train.early_stopping": 2}]:
+        assert key(tiny_config("baseline", **change), data) == kept
+    assert not keepable(tiny_config("baseline", **{"train.mixed_precision": True}))

@@ -229,10 +229,11 @@ def _sweep_file(path: Path) -> str:
     """A file the sweep writes from its run folders; RunError naming it when damaged."""
     try:
         return path.read_bytes().decode("utf-8")
-    except (ValueError, IsADirectoryError, NotADirectoryError) as exc:
-        raise RunError(f"{path}: damaged ({type(exc).__name__}); run the same sweep command "
-                       "with this --out again: it rewrites the file from the run folders"
-                       ) from None
+    except (ValueError, IsADirectoryError, NotADirectoryError, FileNotFoundError) as exc:
+        what = "missing" if isinstance(exc, FileNotFoundError) else (
+            f"damaged ({type(exc).__name__})")
+        raise RunError(f"{path}: {what}; run the same sweep command with this --out again: "
+                       "it rewrites the file from the run folders") from None
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
