@@ -66,10 +66,16 @@ class Study:
         return self.sweeps[0].margin
 
     @property
+    def two_passes(self) -> bool:
+        """Every sweep's minimum seeds first, then more for the open claims (adaptive
+        seeds with a budget)."""
+        return self.budget_s is not None
+
+    @property
     def looks(self) -> int:
         """How often the claims are judged: after the minimum seeds (which decides the
         sweeps that get more) and at the end when the study runs in two passes."""
-        return 2 if self.budget_s is not None else 1
+        return 2 if self.two_passes else 1
 
     @property
     def alpha(self) -> float:
@@ -173,7 +179,7 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
                          backend=LocalOptions(jobs, timed=sweep.name == TIMED_SWEEP),
                          extra=table1.write_table1, budget_s=budget_s, progress=progress)
 
-    adaptive = study.budget_s is not None
+    adaptive = study.two_passes
     for number, sweep in enumerate(study.sweeps, start=1):
         run_one(sweep, f"{number}/{len(study.sweeps)}" + (", the minimum seeds" if adaptive
                                                          else ""), 0.0 if adaptive else None)

@@ -39,11 +39,11 @@ def lines(least: Sequence[Config], most: Sequence[Config], where: str,
     ``alone``: those of them whose all-cores runs train alone (timed runs)."""
     speeds, starts_s = measured(most)
     shared, apart = (capacity.plan(jobs, most, timed=t) for t in (False, True))
-    timed = {id(c) for c in alone}
+    timed = set(alone)
 
     def wall(runs: Sequence[Config]) -> float:
-        return laid_out([c for c in runs if id(c) not in timed], speeds, starts_s, shared) \
-            + laid_out([c for c in runs if id(c) in timed], speeds, 0.0, apart)
+        return laid_out([c for c in runs if c not in timed], speeds, starts_s, shared) \
+            + laid_out([c for c in runs if c in timed], speeds, 0.0, apart)
 
     counts = (((least, "at least"), (most, "at most")) if len(least) < len(most)
               else ((most, "in all"),))

@@ -17,6 +17,7 @@ did, and says with ``fits`` whether a run may start beside the ones in flight.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import signal
@@ -67,14 +68,17 @@ def train_run(run: SweepRun, run_dir: Path, log: Log) -> None:
     """The one thing every executor does with a run (a search's trial: with its pruner),
     with the compiled models this process keeps between its runs."""
     check = pruning.stop_check(run.trial) if run.trial else None
-    training = _training()
-    if not _warm:
-        _warm.append(training.WarmModels())
-    training.train(run.config, run_dir, log=log, stop_check=check, draw=drawer(log),
-                   warm=_warm[0])
+    _training().train(run.config, run_dir, log=log, stop_check=check, draw=drawer(log),
+                      warm=_warm_models())
 
 
-_warm: list[Any] = []  # this process's kept models, made once TensorFlow is imported
+@functools.cache
+def _warm_models() -> Any:
+    """This process's kept models (:mod:`cnnlab.training.warm_models`), made on first use:
+    after TensorFlow's import, which follows the process's CPU settings."""
+    from cnnlab.training.warm_models import WarmModels
+
+    return WarmModels()
 
 
 def _training() -> Any:
