@@ -82,10 +82,11 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     named = dict((v.claim, name) for name, v in study_plan.claims(plan, out))
     assert named["Three conv blocks do best"] == "depth"
     assert named["Horses are recognised best"] == "best-model"
-    still = [s.name for s in study_plan.open_sweeps(plan, out)]
-    assert still == [n for n in SWEEPS if any(f"**{verdicts.UNCLEAR}**" in line and
-                                              named[line.split(": ", 1)[1].split(" -- ")[0]]
-                                              == n for line in claims)]
+    still = list(study_plan.open_claims(plan, out))
+    assert set(still) - {"best-model"} == {
+        n for n in SWEEPS if n != "best-model" and any(
+            f"**{verdicts.UNCLEAR}**" in line
+            and named[line.split(": ", 1)[1].split(" -- ")[0]] == n for line in claims)}
     assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
     assert output.count("=== reproduce more seeds") == len(still)
@@ -173,18 +174,18 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
     fixed = study_plan.plan(repeats=3, budget_s=1800)
     assert fixed.budget_s is None and sum(len(s.runs) for s in fixed.sweeps) == 105
     adaptive = study_plan.plan(budget_s=1800)
-    first, second = adaptive.sweeps[:2]
-    assert adaptive.budget_of(first, tmp_path, adaptive.sweeps) == pytest.approx(
-        1800 * 27 / 105)
-    # what every sweep spent (seeds.json) is taken off; the rest shared by minimum runs
+    first, second = (s.name for s in adaptive.sweeps[:2])
+    wanted = {first: 2, second: 1, "grid": 1}
+    assert adaptive.budget_of(first, tmp_path, wanted) == pytest.approx(1800 * 2 / 4)
+    # what every sweep spent (seeds.json) is taken off; the rest shared by open claims
     # among the sweeps still to get more seeds, on top of the sweep's own time so far
-    storage.write_json(tmp_path / first.name / "seeds.json", {"spent_s": 1200.0})
-    assert adaptive.budget_of(second, tmp_path, adaptive.sweeps[1:]) == pytest.approx(
-        600 * 9 / 78)
-    storage.write_json(tmp_path / second.name / "seeds.json", {"spent_s": 100.0})
-    assert adaptive.budget_of(second, tmp_path, [second]) == pytest.approx(100 + 500)
-    storage.write_json(tmp_path / first.name / "seeds.json", {"spent_s": 2000.0})
-    assert adaptive.budget_of(second, tmp_path, [second]) == pytest.approx(100)
+    storage.write_json(tmp_path / first / "seeds.json", {"spent_s": 1200.0})
+    assert adaptive.budget_of(second, tmp_path, {second: 1, "grid": 1}) == pytest.approx(
+        600 / 2)
+    storage.write_json(tmp_path / second / "seeds.json", {"spent_s": 100.0})
+    assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100 + 500)
+    storage.write_json(tmp_path / first / "seeds.json", {"spent_s": 2000.0})
+    assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100)
     assert not (tmp_path / "outputs").exists()
 
 

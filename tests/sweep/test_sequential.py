@@ -114,3 +114,16 @@ def test_spending_adds_up_to_alpha():
     assert math.isclose(sum(levels), 0.05) and levels[0] > levels[1] > 0
     assert seq.compare([1, 2], [1, 2], higher_is_better=True, margin=0.01, alpha=0.05) in (
         seq.INCONCLUSIVE, seq.EQUIVALENT)
+
+
+def test_without_the_race_every_arm_is_given_the_maximum():
+    """A single arm is decided at once in a race (nothing to compare); without the race
+    (its runs serve a claim tested elsewhere) it is given the maximum after the minimum."""
+    ended = {"only": dict(enumerate([0.5, 0.52, 0.48, 0.51]))}
+    raced = seq.replay(ended, seq.Design(min_repeats=3, max_repeats=6), True)
+    assert raced.arms["only"] == seq.Arm(seq.BETTER, 3, seq.DECIDED)
+    design = seq.Design(min_repeats=3, max_repeats=6, race=False)
+    assert seq.replay(ended, design, True).wanted == {"only": 6}
+    ended["only"].update({4: 0.5, 5: 0.49})
+    assert seq.replay(ended, design, True).arms["only"] == seq.Arm(
+        seq.INCONCLUSIVE, 6, seq.MAX_REPEATS)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ from cnnlab.sweep.spec import Sweep, describe, load_sweep, minimum_runs, sweep_f
 
 Log = Callable[[str], None]
 STUDY_SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization")
-BEST_MODEL = {"name": "best-model", "base": "best", "variants": {"best": {}},
+BEST = "best-model"  # the sweep of the best model alone: the class claims' runs
+BEST_MODEL = {"name": BEST, "base": "best", "variants": {"best": {}},
               "description": "the report's best model (grid-search winner), trained alone"}
 PLAN_FILE = "reproduce.yaml"
 TIMED_SWEEP = "batch-size"  # its claims and Table 1 are step times: all-cores runs alone
@@ -95,16 +96,17 @@ class Study:
                 "set": list(self.overrides), "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
-    def budget_of(self, sweep: Sweep, root: Path, among: Sequence[Sweep]) -> float | None:
-        """The budget of ``sweep``'s extra seeds: the time it spent so far, and its share
-        of what is left of the study's budget (the time every sweep spent, read from
-        ``root``), shared by minimum runs among ``among``, the sweeps still to get extra
-        seeds, ``sweep`` first: time one does not use goes to the later ones."""
+    def budget_of(self, sweep: str, root: Path, among: dict[str, int]) -> float | None:
+        """The budget of sweep ``sweep``'s extra seeds: the time it spent so far, and its
+        share of what is left of the study's budget (the time every sweep spent, read from
+        ``root``), shared by open claims among ``among`` (each sweep still to get extra
+        seeds, ``sweep`` first, with its open claims): time one does not use goes to the
+        later ones."""
         if self.budget_s is None:
             return None
         left = self.budget_s - sum(adaptive_seeds.spent(root / s.name) for s in self.sweeps)
-        return adaptive_seeds.spent(root / sweep.name) + max(0.0, left) * len(
-            minimum_runs(sweep)) / sum(len(minimum_runs(s)) for s in among)
+        return adaptive_seeds.spent(root / sweep) + max(0.0, left) * among[sweep] / sum(
+            among.values())
 
 
 def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
@@ -119,7 +121,7 @@ def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
     sweeps = [load_sweep(name, overrides if name == TIMED_SWEEP else untimed, repeats,
                          margin=margin, vary_split=vary_split, seeds=seeds)
               for name in STUDY_SWEEPS]
-    sweeps.append(sweep_from_dict(BEST_MODEL, "best-model", overrides=untimed,
+    sweeps.append(sweep_from_dict(BEST_MODEL, BEST, overrides=untimed,
                                   repeats=repeats, margin=margin, vary_split=vary_split,
                                   seeds=seeds))
     return Study(tuple(sweeps), overrides, repeats,
@@ -184,13 +186,13 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
         run_one(sweep, f"{number}/{len(study.sweeps)}" + (", the minimum seeds" if adaptive
                                                          else ""), 0.0 if adaptive else None)
     if adaptive:
-        wanted = open_sweeps(study, root)
+        wanted = open_claims(study, root)
         log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
-            + (f" ({', '.join(s.name for s in wanted)}): more seeds for their open arms"
-               if wanted else ""))
-        for number, sweep in enumerate(wanted):
-            run_one(sweep, f"more seeds {number + 1}/{len(wanted)}",
-                    study.budget_of(sweep, root, wanted[number:]))
+            + (f" ({', '.join(wanted)}): more seeds for their open arms" if wanted else ""))
+        for number, name in enumerate(wanted):
+            rest = dict(list(wanted.items())[number:])
+            run_one(_seeded(study.sweep(name)), f"more seeds {number + 1}/{len(wanted)}",
+                    study.budget_of(name, root, rest))
     finish(study, root, log)
     return root
 
@@ -201,7 +203,7 @@ def finish(study: Study, root: Path, log: Log = print) -> None:
     from cnnlab.report.activations import plot_activations
     from cnnlab.reproduce import page as reproduce_report
 
-    best_run = _first_finished(root / "best-model")
+    best_run = _first_finished(root / BEST)
     plots.plot_standardization(*_pixel_samples(study), root / layout.STANDARDIZATION_FILE)
     if best_run is not None and not any((best_run / layout.ACTIVATIONS_DIR).glob("*.png")):
         plot_activations(best_run, log=log)
@@ -217,8 +219,8 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
     """The study's own figures, with the report's beside them where it gives one."""
     reference = table1.reference_numbers()
     baseline_run = _first_finished(root / "batch-size")
-    best = next((r for r in _summary(root, "best-model")), None)
-    onsets = [r.get("overfit_epoch") for r in _rows(root / "best-model" / layout.RESULTS_FILE)
+    best = next((r for r in _summary(root, BEST)), None)
+    onsets = [r.get("overfit_epoch") for r in _rows(root / BEST / layout.RESULTS_FILE)
               if layout.ranked_status(r.get("status"))]
     seen = [int(e) for e in onsets if e not in ("", None)]
     return {
@@ -248,14 +250,16 @@ def _first_finished(sweep_dir: Path) -> Path | None:
 
 def _pixel_samples(study: Study, count: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Raw pixels of some training images, and the same images standardized."""
-    cfg = study.sweep("best-model").runs[0].config.data
+    cfg = study.sweep(BEST).runs[0].config.data
     raw = data.read_cached(data.locate(cfg, lambda _: None).path, cfg, lambda _: None)[0]
     sample = raw.x_train[:count]
     return sample, data.standardize(sample)
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return storage.read_csv(path) if path.exists() else []
+def _rows(path: Path, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a results file (``only``: of those runs)."""
+    rows = storage.read_csv(path) if path.exists() else []
+    return rows if only is None else [r for r in rows if r.get("run") in only]
 
 
 def _summary(root: Path, name: str) -> list[dict[str, Any]]:
@@ -271,19 +275,49 @@ def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in claims(study, root)]
 
 
-def open_sweeps(study: Study, root: Path) -> list[Sweep]:
-    """The sweeps, in study order, with a claim not distinguishable yet."""
-    names = {name for name, v in claims(study, root) if v.verdict == verdicts.UNCLEAR}
-    return [s for s in study.sweeps if s.name in names]
+def open_claims(study: Study, root: Path) -> dict[str, int]:
+    """The sweeps, in study order, whose claims more seeds may decide, with how many:
+    the claims not distinguishable after the minimum seeds (judged on those runs alone,
+    so that a resumed study decides the same)."""
+    found: dict[str, int] = {}
+    for name, v in claims(study, root, _minimum_ids(study)):
+        if v.verdict == verdicts.UNCLEAR and (name != BEST or _seeds_may_decide(
+                study, root, v.claim)):
+            found[name] = found.get(name, 0) + 1
+    return {s.name: found[s.name] for s in study.sweeps if s.name in found}
 
 
-def claims(study: Study, root: Path) -> list[tuple[str, verdicts.Verdict]]:
+def _seeds_may_decide(study: Study, root: Path, claim: str) -> bool:
+    """Whether class claim ``claim`` would be decided without seed noise (on the mean
+    confusion matrix of the minimum seeds): on test images every run shares, more seeds
+    cannot narrow the image noise."""
+    matrices, names, pool = _confusions(root / BEST, _minimum_ids(study))
+    mean = [np.mean(np.array(matrices, dtype=float), axis=0).tolist()]
+    return any(v.claim == claim and v.verdict != verdicts.UNCLEAR
+               for v in _class_claims(mean, names, pool, study.alpha))
+
+
+def _seeded(sweep: Sweep) -> Sweep:
+    """``sweep`` as its extra seeds run it: the best model's single arm has no race (its
+    runs serve the class claims, tested at the end), so it is given the maximum."""
+    if sweep.name != BEST or sweep.adaptive is None:
+        return sweep
+    return dataclasses.replace(sweep, adaptive=dataclasses.replace(sweep.adaptive, race=False))
+
+
+def _minimum_ids(study: Study) -> set[str]:
+    """The runs of every sweep's minimum seeds."""
+    return {r.id for s in study.sweeps for r in minimum_runs(s)}
+
+
+def claims(study: Study, root: Path, only: set[str] | None = None
+           ) -> list[tuple[str, verdicts.Verdict]]:
     """Each claim's verdict (at the study's :attr:`Study.alpha`), beside the sweep whose
-    runs it is tested on."""
-    classes, alpha = results.class_count(root / "best-model"), study.alpha
+    runs it is tested on; ``only``: the ids of the runs to judge on (default: all)."""
+    classes, alpha = results.class_count(root / BEST), study.alpha
     epochs = study.sweep("regularization").runs[0].config.train.epochs
     batch, depth, grid, regularization = (
-        _rows(root / name / layout.RESULTS_FILE)
+        _rows(root / name / layout.RESULTS_FILE, only)
         for name in ("batch-size", "depth", "grid", "regularization"))
     blocks3 = lambda r: r["model.filters"] == "[8, 16, 32]"  # noqa: E731
     found = [("batch-size", verdicts.rises_then_falls(batch, classes, alpha)),
@@ -296,12 +330,16 @@ def claims(study: Study, root: Path) -> list[tuple[str, verdicts.Verdict]]:
                  "The grid search picks the report's best model", classes, alpha))]
     found += [("regularization", check)
               for check in _regularization(regularization, epochs, alpha)]
-    matrices, names = _confusions(root / "best-model")
-    if matrices:
-        found += [("best-model", verdicts.best_recognised(matrices, names, "horse", alpha)),
-                  ("best-model", verdicts.most_confused(matrices, names, ("bird", "cat", "dog"),
-                                                        alpha))]
+    matrices, names, pool = _confusions(root / BEST, only)
+    found += [(BEST, v) for v in _class_claims(matrices, names, pool, alpha)] if matrices else []
     return found
+
+
+def _class_claims(matrices: list[list[list[int]]], names: list[str], pool: int | None,
+                  alpha: float) -> list[verdicts.Verdict]:
+    """Section 6's two claims on the best model's confusion matrices."""
+    return [verdicts.best_recognised(matrices, names, "horse", alpha, pool),
+            verdicts.most_confused(matrices, names, ("bird", "cat", "dog"), alpha, pool)]
 
 
 def _regularization(rows: list[dict[str, Any]], epochs: int, alpha: float
@@ -331,15 +369,21 @@ def seeds_used(root: Path, name: str) -> str:
             + (f" (stopped: {', '.join(stopped)})" if stopped else ""))
 
 
-def _confusions(sweep_dir: Path) -> tuple[list[list[list[int]]], list[str]]:
-    """The test-set confusion matrix of each finished run, and the class names."""
-    found, names = [], []
+def _confusions(sweep_dir: Path, only: set[str] | None = None
+                ) -> tuple[list[list[list[int]]], list[str], int | None]:
+    """The test-set confusion matrix of each finished run (``only``: of those runs), the
+    class names, and the test images the runs' test sets were drawn from (the fewest)."""
+    found, names, pools = [], [], []
     for path in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}")):
+        if only is not None and path.parent.name not in only:
+            continue
         metrics = json.loads(path.read_text(encoding="utf-8"))
         if metrics.get("confusion_matrix") and layout.ranked_status(metrics.get("status")):
             found.append(metrics["confusion_matrix"])
             names = metrics["data"]["class_names"]
-    return found, names
+            pools.append(metrics["data"].get("available", {}).get("test"))
+    known = [p for p in pools if isinstance(p, int)]
+    return found, names, min(known) if len(known) == len(pools) and known else None
 
 
 def _repeats_text(study: Study) -> str:

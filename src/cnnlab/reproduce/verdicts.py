@@ -22,8 +22,6 @@ from scipy import stats as scipy_stats
 from cnnlab.runs.layout import Outcome, ranked_status
 from cnnlab.sweep.stats import (
     ALPHA,
-    BOOTSTRAP,
-    SEED,
     TESTED,
     arm_values,
     compare,
@@ -205,52 +203,91 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def recall_draws(matrices: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
-    """Bootstrap of the mean per-class recall over runs (:data:`BOOTSTRAP` x classes): the runs
-    (seeds) resampled, then each class's test images drawn once for all runs
-    (binomially: the count recognised out of its support). Once, because the runs of a
-    study may share their test images (the bundled sample's 2,000 are every split's test
-    set), and then more seeds do not make the image noise smaller; where each run has
-    its own images, this is conservative. Fixed seed."""
+@dataclass(frozen=True)
+class Recalls:
+    """Each run's recall of each class (runs x classes) and each class's test images in
+    the pool the runs drew their test sets from."""
+
+    runs: np.ndarray
+    images: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.runs.mean(axis=0)
+
+    def variance(self, weights: np.ndarray) -> tuple[float, float]:
+        """The variance of the mean of ``runs @ weights`` (a class, or a difference of
+        two): seed noise from the runs' spread, plus the pool's image noise (binomial,
+        once for all runs), and the degrees of freedom of the sum (Satterthwaite)."""
+        combined = self.runs @ weights
+        count = len(combined)
+        seeds = float(combined.var(ddof=1)) / count if count > 1 else 0.0
+        p = np.clip(self.mean, 0.0, 1.0)
+        images = float(np.sum(weights ** 2 * p * (1 - p) / self.images))
+        total = seeds + images
+        freedom = total ** 2 * (count - 1) / seeds ** 2 if seeds > 0 else math.inf
+        return total, freedom
+
+    def interval(self, weights: np.ndarray) -> tuple[float, float]:
+        """The 95 % interval of the mean of ``runs @ weights``."""
+        total, freedom = self.variance(weights)
+        half = float(scipy_stats.t.ppf(0.975, freedom)) * math.sqrt(total)
+        centre = float(self.mean @ weights)
+        return centre - half, centre + half
+
+
+def recalls(matrices: Sequence[Sequence[Sequence[int]]], pool: int | None = None) -> Recalls:
+    """Each run's per-class recall, and each class's share of the ``pool`` of test images
+    the runs' test sets were drawn from (None: each run's test set is the whole pool).
+    The pool's image noise counts once for all runs: more seeds average out their own
+    draws from it, not its noise (the bundled sample's 2,000 test images are every
+    split's test set)."""
     counts = np.array(matrices, dtype=float)  # runs x true class x predicted class
     support = counts.sum(axis=2)
-    recall = np.diagonal(counts, axis1=1, axis2=2) / np.maximum(support, 1)
-    return _images_drawn(recall, support)
+    rate = np.diagonal(counts, axis1=1, axis2=2) / np.maximum(support, 1)
+    return Recalls(rate, np.maximum(support.mean(axis=0) * _pool_scale(counts, pool), 1.0))
 
 
-def _images_drawn(rate: np.ndarray, support: np.ndarray) -> np.ndarray:
-    """:data:`BOOTSTRAP` x classes: the mean over resampled runs of each class's ``rate`` (runs x
-    classes), with the binomial noise of its mean ``support`` images added once."""
-    rng = np.random.default_rng(SEED)
-    runs = rng.integers(0, len(rate), (BOOTSTRAP, len(rate)))
-    images = np.maximum(np.rint(support.mean(axis=0)), 1).astype(int)
-    return rng.binomial(images, rate[runs].mean(axis=1)) / images
+def _pool_scale(counts: np.ndarray, pool: int | None) -> float:
+    """How many times the runs' mean test set the ``pool`` they drew it from is (their
+    draws are stratified: each class's share scales alike)."""
+    tested = float(counts.sum(axis=(1, 2)).mean())
+    return 1.0 if pool is None or tested <= 0 else max(1.0, pool / tested)
 
 
-def _recall_text(point: np.ndarray, boot: np.ndarray, names: Sequence[str],
-                 order: Sequence[int]) -> str:
-    low, high = np.percentile(boot, [2.5, 97.5], axis=0)
-    return ", ".join(f"{names[i]} {point[i]:.2f} [{low[i]:.2f}, {high[i]:.2f}]"
-                     for i in order)
+def _recall_text(found: Recalls, names: Sequence[str], order: Sequence[int]) -> str:
+    texts = []
+    for i in order:
+        low, high = found.interval(np.eye(len(names))[i])
+        texts.append(f"{names[i]} {found.mean[i]:.2f} [{low:.2f}, {high:.2f}]")
+    return ", ".join(texts)
 
 
-def _above(boot: np.ndarray, a: int, b: int, level: float) -> bool:
-    """Class ``a``'s recall above ``b``'s: the one-sided bootstrap bound of the
-    difference at ``level`` is above 0."""
-    return float(np.percentile(boot[:, a] - boot[:, b], 100 * level)) > 0
+def _above(found: Recalls, a: int, b: int, level: float) -> bool:
+    """Class ``a``'s recall above ``b``'s: one-sided t-test of the mean difference (paired
+    by run) at ``level``, its variance the runs' spread plus the pool's image noise."""
+    weights = np.zeros(found.runs.shape[1])
+    weights[a], weights[b] = 1.0, -1.0
+    total, freedom = found.variance(weights)
+    difference = float(found.mean @ weights)
+    if total <= 0:
+        return difference > 0
+    return float(scipy_stats.t.sf(difference / math.sqrt(total), freedom)) < level
 
 
 def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
-                    claimed: str, alpha: float = ALPHA) -> Verdict:
+                    claimed: str, alpha: float = ALPHA, pool: int | None = None) -> Verdict:
     """``claimed`` has the highest recall: holds when above every other class, does not
-    hold when another class is above it (Bonferroni over the others)."""
-    boot, point = recall_draws(matrices), _mean_recall(matrices)
+    hold when another class is above it (Bonferroni over the others); ``pool``: as in
+    :func:`recalls`."""
+    found = recalls(matrices, pool)
+    point = found.mean
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -point[i])[:3]
-    evidence = "mean recall, top 3: " + _recall_text(point, boot, names, order)
-    if all(_above(boot, me, i, alpha) for i in others):
+    evidence = "mean recall, top 3: " + _recall_text(found, names, order)
+    if all(_above(found, me, i, alpha) for i in others):
         verdict = HOLDS
-    elif any(_above(boot, i, me, alpha / len(others)) for i in others):
+    elif any(_above(found, i, me, alpha / len(others)) for i in others):
         verdict = FAILS
     else:
         verdict = UNCLEAR
@@ -259,21 +296,24 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
-                  claimed: Sequence[str], alpha: float = ALPHA) -> Verdict:
+                  claimed: Sequence[str], alpha: float = ALPHA, pool: int | None = None
+                  ) -> Verdict:
     """The ``claimed`` classes are confused most (lowest recall: most of their images
     predicted as another class): holds when each is below every other class, does not
-    hold when another class is below one of them (Bonferroni over the pairs)."""
-    boot, point = recall_draws(matrices), _mean_recall(matrices)
+    hold when another class is below one of them (Bonferroni over the pairs); ``pool``:
+    as in :func:`recalls`."""
+    found = recalls(matrices, pool)
+    point = found.mean
     mine = [names.index(c) for c in claimed]
     rest = [i for i in range(len(names)) if i not in mine]
     lowest = sorted(range(len(names)), key=lambda i: point[i])[:len(claimed)]
-    pair = _top_pair(matrices, names)
-    evidence = ("lowest mean recall: " + _recall_text(point, boot, names, lowest)
+    pair = _top_pair(matrices, names, pool)
+    evidence = ("lowest mean recall: " + _recall_text(found, names, lowest)
                 + f"; most confused pair: {pair}")
     pairs = len(mine) * len(rest)
-    if all(_above(boot, j, i, alpha) for i in mine for j in rest):
+    if all(_above(found, j, i, alpha) for i in mine for j in rest):
         verdict = HOLDS
-    elif any(_above(boot, i, j, alpha / pairs) for i in mine for j in rest):
+    elif any(_above(found, i, j, alpha / pairs) for i in mine for j in rest):
         verdict = FAILS
     else:
         verdict = UNCLEAR
@@ -281,21 +321,17 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
                    evidence, "per-class recall (test set)")
 
 
-def _mean_recall(matrices: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
-    counts = np.array(matrices, dtype=float)
-    return (np.diagonal(counts, axis1=1, axis2=2) / np.maximum(counts.sum(axis=2), 1)
-            ).mean(axis=0)
-
-
-def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str]) -> str:
-    """The largest share of a class's test images predicted as one other class, summed
-    over runs, with its 95 % bootstrap interval (runs and images resampled)."""
+def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
+              pool: int | None) -> str:
+    """The largest share of a class's test images predicted as one other class, mean over
+    runs, with its 95 % interval (as a recall's: runs' spread and the pool's images)."""
     counts = np.array(matrices, dtype=float)
     share = counts / np.maximum(counts.sum(axis=2, keepdims=True), 1)
     for i in range(share.shape[1]):
         share[:, i, i] = 0
     true, predicted = np.unravel_index(np.argmax(share.mean(axis=0)), share.shape[1:])
-    draws = _images_drawn(share[:, true, predicted, None], counts[:, true].sum(axis=1)[:, None])
-    low, high = np.percentile(draws, [2.5, 97.5])
+    images = counts[:, true].sum(axis=1).mean() * _pool_scale(counts, pool)
+    low, high = Recalls(share[:, true, predicted, None], np.array([images])).interval(
+        np.ones(1))
     return (f"{names[true]} taken for {names[predicted]} in "
             f"{share[:, true, predicted].mean():.2f} [{low:.2f}, {high:.2f}] of its images")

@@ -112,32 +112,38 @@ class Seeds:
                 and not storage.is_finished(self.sweep_dir / r.id)]
         if self.state.done or not todo:
             return
-        if self.state.round > 0 and not self._affordable(len(todo)):
-            self.budget_hit = True
-            self.state = self.state.stop_open(sequential.BUDGET,
-                                              {arm: len(runs) for arm, runs in found.items()})
-            self.sweep = so_far(self.base, self.state)
-            return
         if self.state.round > 0:
+            todo = self._fitting(todo)
+            if not todo:
+                self.budget_hit = True
+                self.state = self.state.stop_open(
+                    sequential.BUDGET, {arm: len(runs) for arm, runs in found.items()})
+                self.sweep = so_far(self.base, self.state)
+                return
             self._announce(todo)
         self.queue.extend(todo)
 
-    def _affordable(self, runs: int) -> bool:
-        """Whether the round of ``runs`` runs fits the budget (said when it does not)."""
+    def _fitting(self, todo: list[SweepRun]) -> list[SweepRun]:
+        """The runs of ``todo`` that fit the budget (said when some do not): all or none
+        of a race's round (its look needs every one), else as many as fit."""
         mean = run_seconds(self.sweep_dir, list(self.sweep.runs))
         if self.budget_s is None or mean is None:
-            return True
+            return todo
         if self.budget_s == 0:  # the minimum seeds only (cnnlab reproduce's first pass)
-            self.log(f"seeds: {runs} arms still open after the minimum seeds; no more seeds "
-                     "in this pass")
-            return False
-        needed = math.ceil(runs / max(1, self.slots)) * mean
+            self.log(f"seeds: {len(todo)} runs still wanted after the minimum seeds; no more "
+                     "seeds in this pass")
+            return []
+        slots = max(1, self.slots)
+        needed = math.ceil(len(todo) / slots) * mean
         if self.spent_s() + needed <= self.budget_s:
-            return True
-        self.log(f"seeds: the next round ({runs} runs, about {needed:.0f} s) would pass the "
-                 f"budget ({self.spent_s():.0f} of {self.budget_s:.0f} s spent); what is "
-                 "still open is reported as open")
-        return False
+            return todo
+        fits = 0 if self.base.adaptive.race else slots * max(
+            0, math.floor((self.budget_s - self.spent_s()) / mean))
+        self.log(f"seeds: {'the next round' if self.base.adaptive.race else 'the rest'} "
+                 f"({len(todo)} runs, about {needed:.0f} s) would pass the budget "
+                 f"({self.spent_s():.0f} of {self.budget_s:.0f} s spent); "
+                 + (f"{fits} of them fit" if fits else "what is still open is reported as open"))
+        return todo[:fits]
 
     def _announce(self, todo: list[SweepRun]) -> None:
         arms = self.state.arms

@@ -42,12 +42,16 @@ DECIDED, MAX_REPEATS, BUDGET = "decided", "max_repeats", "budget"  # why an arm 
 
 @dataclass(frozen=True)
 class Design:
-    """The sequential design: seeds per arm from ``min_repeats`` to ``max_repeats``."""
+    """The sequential design: seeds per arm from ``min_repeats`` to ``max_repeats``.
+    ``race`` off: no look decides an arm; after the minimum every arm is given the
+    maximum at once (its runs serve a test made elsewhere, at the end: a claim of
+    ``cnnlab reproduce``), and the budget alone may stop it sooner."""
 
     min_repeats: int = 3
     max_repeats: int = 10
     alpha: float = 0.05
     margin: float = MARGIN
+    race: bool = True
 
     @property
     def looks(self) -> int:
@@ -105,7 +109,7 @@ def look(values: Mapping[str, Sequence[float]], state: State, design: Design,
     """The outcome of each open arm at look ``state.round``, from every arm's values."""
     means = {name: math.fsum(v) / len(v) for name, v in values.items() if len(v)}
     open_arms = [name for name, arm in state.arms.items() if not arm.stopped]
-    if not means:
+    if not means or not design.race:
         return {name: INCONCLUSIVE for name in open_arms}
     best = max(means, key=lambda name: means[name] if higher_is_better else -means[name])
     level = design.level(state.round, len(state.arms))
@@ -153,5 +157,5 @@ def _advance(state: State, outcomes: Mapping[str, str], design: Design) -> State
         elif arm.seeds >= design.max_repeats:
             arms[name] = Arm(INCONCLUSIVE, arm.seeds, MAX_REPEATS)
         else:
-            arms[name] = Arm(INCONCLUSIVE, arm.seeds + 1)
+            arms[name] = Arm(INCONCLUSIVE, arm.seeds + 1 if design.race else design.max_repeats)
     return State(arms, state.round + 1)
