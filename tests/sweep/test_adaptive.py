@@ -21,6 +21,7 @@ from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.sweep import estimate
 from cnnlab.sweep.runner import format_duration
+from cnnlab.sweep.seeds import runs_that_fit
 from cnnlab.sweep.sequential import Design
 from cnnlab.sweep.spec import sweep_from_dict
 
@@ -159,3 +160,14 @@ def test_repeats_auto_in_a_sweep_file_plans_the_most_runs() -> None:
               "space": {"train.learning_rate": {"low": 1e-4, "high": 1e-1, "log": True}}}
     with pytest.raises(ConfigError, match="repeats auto with strategy tpe"):
         sweep_from_dict(search)
+
+
+def test_a_round_fits_the_budget_whole_or_not_at_all_and_a_raceless_one_in_part() -> None:
+    """A race's round runs whole or not at all (its look needs every run); the seeds of
+    an arm without a race (the best model's in ``cnnlab reproduce``) run as far as fit."""
+    assert runs_that_fit(4, 100.0, 50.0, 2, race=True) == 4  # two at a time: 2 x 50 s
+    assert runs_that_fit(4, 99.0, 50.0, 2, race=True) == 0
+    assert runs_that_fit(7, 99.0, 50.0, 2, race=False) == 2  # one turn of two slots fits
+    assert runs_that_fit(7, 49.0, 50.0, 2, race=False) == 0
+    assert runs_that_fit(3, 1000.0, 50.0, 2, race=False) == 3
+    assert runs_that_fit(7, 120.0, 50.0, 0, race=False) == 2  # no slot known: one at a time

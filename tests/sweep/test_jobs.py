@@ -206,7 +206,7 @@ def test_a_run_waiting_for_the_cores_gets_its_worker_started_while_one_is_idle(
 
     one = SweepRun(1, "one", None, {}, tiny_config("baseline", **{"train.batch_size": 4}))
     alone = SweepRun(2, "alone", None, {}, tiny_config("baseline", **{"train.batch_size": 64}))
-    executor = WorkerProcesses([one, alone], jobs=2, cores=2)
+    executor = WorkerProcesses([one, alone], jobs=2, cores=2, all_cores_at_once=1)
     try:
         executor.prepare(alone, [one, one])  # no idle core: nothing starts
         assert not executor.pools

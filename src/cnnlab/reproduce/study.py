@@ -184,7 +184,8 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
     adaptive = study.two_passes
     for number, sweep in enumerate(study.sweeps, start=1):
         run_one(sweep, f"{number}/{len(study.sweeps)}" + (", the minimum seeds" if adaptive
-                                                         else ""), 0.0 if adaptive else None)
+                                                         else ""),
+                adaptive_seeds.MINIMUM_ONLY if adaptive else None)
     if adaptive:
         wanted = open_claims(study, root)
         log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"

@@ -15,16 +15,13 @@ import yaml
 from cnnlab.report.figures import plt, save_figure
 from cnnlab.runs import layout, storage
 from cnnlab.runs.layout import Status, ranked_status
+from cnnlab.sweep.stats import is_number
 
 REFERENCE_FILE = Path(__file__).parent / "reference.yaml"  # the report's own numbers
 TIMING_COLUMNS = ["batch_size", "ms_per_step", "s_per_epoch", "report_ms_per_step",
                   "report_s_per_epoch", "variant", "run"]
 TABLE_FILES = (layout.TIMING_TABLE_CSV_FILE, layout.TIMING_TABLE_MD_FILE, layout.TIMING_FILE,
                layout.TIMING_TABLE_PNG_FILE)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and value == value
 
 
 def reference_numbers() -> dict[str, Any]:
@@ -44,7 +41,7 @@ def timing_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     table = []
     for row in rows:
         batch = row.get("train.batch_size")
-        if (not _finite(batch) or not _finite(row.get("ms_per_step"))
+        if (not is_number(batch) or not is_number(row.get("ms_per_step"))
                 or not ranked_status(row.get("status"))):
             continue  # a diverged run stopped early: its timing is not comparable
         report = reference.get(int(batch), ("", ""))
@@ -78,7 +75,7 @@ def summary_timing_rows(summary: Sequence[dict[str, Any]]) -> list[dict[str, Any
     table = []
     for row in summary:
         batch = row.get("train.batch_size")
-        if not _finite(batch) or row["ms_per_step_mean"] is None:
+        if not is_number(batch) or row["ms_per_step_mean"] is None:
             continue
         report = reference.get(int(batch), ("", ""))
         half = {k: (row[f"{k}_ci_high"] - row[f"{k}_mean"]) if row[f"{k}_ci_high"] is not None

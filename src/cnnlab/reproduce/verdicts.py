@@ -27,6 +27,7 @@ from cnnlab.sweep.stats import (
     compare,
     describe,
     holm,
+    is_number,
     p_greater,
 )
 from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE, PATIENCE
@@ -182,7 +183,7 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
     base, base_text = overfits(rows, reference, epochs, alpha)
     own, own_text = overfits(rows, arm_name, epochs, alpha)
     rise = {name: [float(r["overfit_rise"]) for r in _finished(rows, name)
-                   if _finite(r.get("overfit_rise"))] for name in (arm_name, reference)}
+                   if is_number(r.get("overfit_rise"))] for name in (arm_name, reference)}
     evidence = (f"rise {arm_name}: {_shown(rise[arm_name])}, {reference}: "
                 f"{_shown(rise[reference])}; {own_text}; {base_text}")
     if not base:
@@ -197,10 +198,6 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
     else:
         verdict = UNCLEAR
     return Verdict(section, claim, verdict, f"{evidence}; rise: {outcome}", metric)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -228,12 +225,12 @@ class Recalls:
         freedom = total ** 2 * (count - 1) / seeds ** 2 if seeds > 0 else math.inf
         return total, freedom
 
-    def interval(self, weights: np.ndarray) -> tuple[float, float]:
-        """The 95 % interval of the mean of ``runs @ weights``."""
-        total, freedom = self.variance(weights)
+    def interval(self, weight: np.ndarray) -> tuple[float, float]:
+        """The 95 % interval of the mean share ``runs @ weight`` (one class), within 0-1."""
+        total, freedom = self.variance(weight)
         half = float(scipy_stats.t.ppf(0.975, freedom)) * math.sqrt(total)
-        centre = float(self.mean @ weights)
-        return centre - half, centre + half
+        centre = float(self.mean @ weight)
+        return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def recalls(matrices: Sequence[Sequence[Sequence[int]]], pool: int | None = None) -> Recalls:

@@ -38,6 +38,7 @@ from cnnlab.config.schema import Config
 from cnnlab.data import dataset as data
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.report.run_report import drawer
+from cnnlab.sweep.capacity import ALL_CORES_AT_ONCE
 from cnnlab.sweep.search import pruning
 from cnnlab.sweep.spec import SweepRun
 
@@ -126,7 +127,7 @@ class WorkerProcesses:
     name = "local"
 
     def __init__(self, planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
-                 all_cores_at_once: int = 1):
+                 all_cores_at_once: int = ALL_CORES_AT_ONCE):
         """``planned``: the runs to come, or empty when they are not known in advance (a
         search): then a settings group's workers stay until the sweep ends."""
         self.slots, self.cores, self.all_cores_at_once = jobs, cores, all_cores_at_once
@@ -195,7 +196,7 @@ class WorkerProcesses:
 
 def local(planned: Sequence[SweepRun], jobs: int = 1, cores: int | None = None,
           log: Log = print, unplanned: Config | None = None,
-          all_cores_at_once: int = 1) -> InProcess | WorkerProcesses:
+          all_cores_at_once: int = ALL_CORES_AT_ONCE) -> InProcess | WorkerProcesses:
     """The local executor for these runs. One job: this process gets the settings most of
     them want (when TensorFlow is not imported yet), worker processes only the others.
     Several: every run in a worker, ``jobs`` at once (packed onto ``cores`` if given).

@@ -24,15 +24,12 @@ from cnnlab.sweep.results import (  # noqa: E402
     arm_curves,
     ranked_status,
 )
+from cnnlab.sweep.stats import is_number  # noqa: E402
 
 
 def _colours(n: int) -> list[Any]:
     cmap = plt.get_cmap("tab10" if n <= 10 else "tab20" if n <= 20 else "viridis")
     return [cmap(i if n <= 20 else i / max(n - 1, 1)) for i in range(n)]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and value == value
 
 
 # --- drawing ---
@@ -48,7 +45,7 @@ def plot_curve_overlay(curves: Sequence[Curves], path: Path, title: str) -> None
         epochs = [int(r["epoch"]) for r in curve.history]
         label = curve.label + ("" if ranked_status(curve.status) else f" ({curve.status})")
         for ax, (key, _) in zip(axes.flat, panels, strict=True):
-            values = [float(r[key]) if _finite(r[key]) else float("nan") for r in curve.history]
+            values = [float(r[key]) if is_number(r[key]) else float("nan") for r in curve.history]
             ax.plot(epochs, values, "o-", ms=2.5, lw=1.4, color=colour)
             if f"{key}_low" in curve.history[0]:  # an arm's mean: its 95 % interval shaded
                 ax.fill_between(epochs, [r[f"{key}_low"] for r in curve.history],
@@ -78,8 +75,8 @@ def plot_accuracy_bars(rows: Sequence[dict[str, Any]], path: Path, title: str) -
     """Best validation accuracy and test accuracy of each run, as horizontal bars."""
     labels = [str(r["run"]) + ("" if ranked_status(r["status"]) else f" ({r['status']})")
               for r in rows]
-    val = [r["best_val_accuracy"] if _finite(r["best_val_accuracy"]) else 0.0 for r in rows]
-    test = [r["test_accuracy"] if _finite(r["test_accuracy"]) else 0.0 for r in rows]
+    val = [r["best_val_accuracy"] if is_number(r["best_val_accuracy"]) else 0.0 for r in rows]
+    test = [r["test_accuracy"] if is_number(r["test_accuracy"]) else 0.0 for r in rows]
     positions = range(len(rows))
     fig, ax = plt.subplots(figsize=(9, 1.2 + 0.5 * len(rows)))
     ax.barh([p - 0.2 for p in positions], val, height=0.4, label="best validation accuracy",

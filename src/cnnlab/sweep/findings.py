@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.runs.layout import METRICS, Outcome, ranked_status
-from cnnlab.sweep.stats import ALPHA, MARGIN, POWER, detectable_difference, tested_metric
+from cnnlab.sweep.sequential import DECIDED, MAX_REPEATS, MINIMUM
+from cnnlab.sweep.stats import (
+    ALPHA,
+    MARGIN,
+    POWER,
+    detectable_difference,
+    is_number,
+    tested_metric,
+)
 
 TRAINED_ONCE = ("Each arm was trained once (n = 1), so no difference between arms can be "
                 "judged: run the sweep with `--repeats 3` or more.")
@@ -131,7 +139,7 @@ def overfitting(rows: Sequence[dict[str, Any]], arms: Sequence[str]) -> list[str
 
 def batch_timing(summary: Sequence[dict[str, Any]]) -> list[str]:
     """How step and epoch time change with the batch size (a batch-size sweep)."""
-    timed = sorted((r for r in summary if _number(r.get("train.batch_size"))
+    timed = sorted((r for r in summary if is_number(r.get("train.batch_size"))
                     and r["ms_per_step_mean"] is not None), key=lambda r: r["train.batch_size"])
     if len(timed) < 2:
         return []
@@ -144,10 +152,6 @@ def batch_timing(summary: Sequence[dict[str, Any]]) -> list[str]:
             f"({fastest['s_per_epoch_mean']:.2f} s)."]
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float = MARGIN
              ) -> list[str]:
     """How many seeds each arm's decision took under adaptive seeds, and the runs saved
@@ -155,10 +159,13 @@ def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float 
     lines = []
     for row in summary:
         seeds, outcome, stopped = row["seeds"], row["outcome"], row["stopped"]
-        if stopped == "decided":
+        if stopped == DECIDED:
             what = f"decided **{outcome}** after {seeds} seeds"
-        elif stopped == "max_repeats":
+        elif stopped == MAX_REPEATS:
             what = f"still {outcome} at the maximum of {seeds} seeds"
+        elif stopped == MINIMUM:
+            what = (f"still open after {seeds} seeds: the minimum only (in `cnnlab reproduce`, "
+                    "the claims this sweep serves were decided without more)")
         else:
             what = f"still open after {seeds} seeds: the budget ran out"
         lines.append(f"{label(row['arm'])}: {what}.")

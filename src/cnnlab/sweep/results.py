@@ -274,10 +274,6 @@ def arm_curves(curves: Sequence[Curves], rows: Sequence[dict[str, Any]]) -> list
     return found
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and value == value
-
-
 # --- cnnlab compare ---
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:

@@ -27,9 +27,11 @@ from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import METRICS, Status
 from cnnlab.sweep import sequential
 from cnnlab.sweep.spec import Sweep, SweepRun
+from cnnlab.sweep.stats import is_number
 
 Log = Callable[[str], None]
 SEEDS_FILE = "seeds.json"  # the time spent on the sweep, over every command
+MINIMUM_ONLY = 0.0  # the budget of a pass that gives every arm its minimum seeds only
 
 
 def ended(sweep: Sweep, sweep_dir: Path, failed: set[str] = frozenset()
@@ -43,8 +45,7 @@ def ended(sweep: Sweep, sweep_dir: Path, failed: set[str] = frozenset()
         elif storage.is_finished(sweep_dir / run.id):
             metrics = load.read_run(sweep_dir / run.id).metrics
             value = metrics.get(sweep.select_by)
-            usable = layout.ranked_status(metrics.get("status")) and isinstance(
-                value, int | float) and math.isfinite(value)
+            usable = layout.ranked_status(metrics.get("status")) and is_number(value)
             found[run.arm][run.repeat] = float(value) if usable else None
     return found
 
@@ -75,6 +76,16 @@ def run_seconds(sweep_dir: Path, runs: list[SweepRun]) -> float | None:
     times = [sum(load.read_run(sweep_dir / r.id).metrics.get("phases", {}).values())
              for r in runs if storage.is_finished(sweep_dir / r.id)]
     return sum(times) / len(times) if times else None
+
+
+def runs_that_fit(runs: int, left_s: float, run_s: float, slots: int, race: bool) -> int:
+    """How many of ``runs`` runs of ``run_s`` seconds each, ``slots`` at once, fit in
+    ``left_s``: all or none of a race's round (its look needs every one), else as many
+    as fit."""
+    slots = max(1, slots)
+    if math.ceil(runs / slots) * run_s <= left_s:
+        return runs
+    return 0 if race else min(runs, slots * max(0, math.floor(left_s / run_s)))
 
 
 class Seeds:
@@ -117,7 +128,8 @@ class Seeds:
             if not todo:
                 self.budget_hit = True
                 self.state = self.state.stop_open(
-                    sequential.BUDGET, {arm: len(runs) for arm, runs in found.items()})
+                    sequential.MINIMUM if self.budget_s == MINIMUM_ONLY else sequential.BUDGET,
+                    {arm: len(runs) for arm, runs in found.items()})
                 self.sweep = so_far(self.base, self.state)
                 return
             self._announce(todo)
@@ -126,26 +138,29 @@ class Seeds:
     def _fitting(self, todo: list[SweepRun]) -> list[SweepRun]:
         """The runs of ``todo`` that fit the budget (said when some do not): all or none
         of a race's round (its look needs every one), else as many as fit."""
-        mean = run_seconds(self.sweep_dir, list(self.sweep.runs))
-        if self.budget_s is None or mean is None:
-            return todo
-        if self.budget_s == 0:  # the minimum seeds only (cnnlab reproduce's first pass)
+        if self.budget_s == MINIMUM_ONLY:
             self.log(f"seeds: {len(todo)} runs still wanted after the minimum seeds; no more "
                      "seeds in this pass")
             return []
-        slots = max(1, self.slots)
-        needed = math.ceil(len(todo) / slots) * mean
-        if self.spent_s() + needed <= self.budget_s:
+        mean = run_seconds(self.sweep_dir, list(self.sweep.runs))
+        if self.budget_s is None or mean is None:
             return todo
-        fits = 0 if self.base.adaptive.race else slots * max(
-            0, math.floor((self.budget_s - self.spent_s()) / mean))
-        self.log(f"seeds: {'the next round' if self.base.adaptive.race else 'the rest'} "
+        race = self.base.adaptive.race
+        fits = runs_that_fit(len(todo), self.budget_s - self.spent_s(), mean, self.slots, race)
+        if fits == len(todo):
+            return todo
+        needed = math.ceil(len(todo) / max(1, self.slots)) * mean
+        self.log(f"seeds: {'the next round' if race else 'the rest'} "
                  f"({len(todo)} runs, about {needed:.0f} s) would pass the budget "
                  f"({self.spent_s():.0f} of {self.budget_s:.0f} s spent); "
                  + (f"{fits} of them fit" if fits else "what is still open is reported as open"))
         return todo[:fits]
 
     def _announce(self, todo: list[SweepRun]) -> None:
+        if not self.base.adaptive.race:
+            self.log(f"seeds: {len(todo)} more seeds, no race (the runs serve a test made at "
+                     f"the end): {', '.join(r.id for r in todo)}")
+            return
         arms = self.state.arms
         decided = [a for a in arms.values() if a.stopped]
         outcome = ", ".join(f"{o} {sum(a.outcome == o for a in decided)}"

@@ -37,7 +37,8 @@ from cnnlab.sweep.stats import MARGIN, compare
 
 WORSE, EQUIVALENT, BETTER, INCONCLUSIVE = (
     Outcome.WORSE, Outcome.EQUIVALENT, Outcome.BETTER, Outcome.INCONCLUSIVE)
-DECIDED, MAX_REPEATS, BUDGET = "decided", "max_repeats", "budget"  # why an arm stopped
+# why an arm stopped: decided, at the maximum, the budget, or given the minimum only
+DECIDED, MAX_REPEATS, BUDGET, MINIMUM = "decided", "max_repeats", "budget", "minimum"
 
 
 @dataclass(frozen=True)

@@ -182,12 +182,13 @@ def worst_value(metric: str, rows: Sequence[dict[str, Any]], classes: int) -> fl
     if metric.endswith("accuracy"):
         return 1 / classes
     if metric.endswith("loss"):
-        seen = [r[metric] for r in rows if _finite(r.get(metric))]
+        seen = [r[metric] for r in rows if is_number(r.get(metric))]
         return max([math.log(classes), *seen])
     return None
 
 
-def _finite(value: Any) -> bool:
+def is_number(value: Any) -> bool:
+    """A real, finite number (not a bool, NaN or an infinity)."""
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -200,7 +201,7 @@ def arm_values(rows: Sequence[dict[str, Any]], metric: str, classes: int
     for row in rows:
         if row.get("status") == Status.DIVERGED and worst is not None:
             found.setdefault(row["arm"], []).append(worst)
-        elif ranked_status(row.get("status")) and _finite(row.get(metric)):
+        elif ranked_status(row.get("status")) and is_number(row.get(metric)):
             found.setdefault(row["arm"], []).append(float(row[metric]))
     return found
 
@@ -229,7 +230,7 @@ def summarize(rows: Sequence[dict[str, Any]], arms: Sequence[str], params: Seque
 
 def tested_metric(rows: Sequence[dict[str, Any]], select_by: str) -> str:
     """:data:`TESTED` where any run has it (a test set), else ``select_by``."""
-    return TESTED if any(_finite(r.get(TESTED)) for r in rows) else select_by
+    return TESTED if any(is_number(r.get(TESTED)) for r in rows) else select_by
 
 
 def _rank(summary: list[dict[str, Any]], select_by: str) -> None:
