@@ -91,6 +91,8 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
     assert output.count("=== reproduce more seeds") == len(still)
     best_run = sorted((out / "best-model").glob("*/metrics.json"))[0].parent
+    assert study_plan.facts(out, best_run)["split"] == {
+        "data": f"data.path: {sample_archive.resolve()}", "train": 100, "val": 50, "test": 50}
     drawn = sorted(p.name for p in (best_run / "activations").glob("*.png"))
     assert [n.split("-")[0] for n in drawn] == ["block1_conv"] * 3 + ["block2_conv"] * 3 \
         + ["block3_conv"] * 3

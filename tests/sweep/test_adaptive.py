@@ -1,10 +1,12 @@
 """``cnnlab sweep --repeats auto`` on real images through the CLI: a far arm stops at the
 minimum seeds while a close pair gets more; the budget stops a round; a sweep killed
-with SIGKILL mid-round resumes with the same decisions and redoes no finished run."""
+with SIGKILL mid-round resumes with the same decisions and redoes no finished run; an arm
+without a race (``cnnlab reproduce``'s best model) is given its maximum, within the budget."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -20,6 +22,7 @@ from helpers import one_line_error, user_env
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.sweep import estimate
+from cnnlab.sweep.run import run_sweep
 from cnnlab.sweep.runner import format_duration
 from cnnlab.sweep.seeds import runs_that_fit
 from cnnlab.sweep.sequential import Design
@@ -171,3 +174,25 @@ def test_a_round_fits_the_budget_whole_or_not_at_all_and_a_raceless_one_in_part(
     assert runs_that_fit(7, 49.0, 50.0, 2, race=False) == 0
     assert runs_that_fit(3, 1000.0, 50.0, 2, race=False) == 3
     assert runs_that_fit(7, 120.0, 50.0, 0, race=False) == 2  # no slot known: one at a time
+
+
+def test_an_arm_without_a_race_is_given_the_maximum_then_stopped_by_the_budget(
+        tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
+    """The best model's arm in ``cnnlab reproduce``'s second pass, on real images: after
+    its minimum it is given the rest of its seeds at once (no look decides it), and a
+    budget spent already stops it, reported as such."""
+    raw = yaml.safe_load(write_sweep(tmp_path, sample_archive, cache_dir).read_text())
+    raw["variants"] = {"good": raw["variants"]["good"]}
+    raced = sweep_from_dict(raw, repeats="auto", seeds=(2, 4))
+    sweep = dataclasses.replace(raced, adaptive=dataclasses.replace(raced.adaptive, race=False))
+    lines: list[str] = []
+    run_sweep(sweep, tmp_path / "capped", log=lines.append, budget_s=1.0)
+    assert summary(tmp_path / "capped")["good"]["seeds"] == "2"
+    assert summary(tmp_path / "capped")["good"]["stopped"] == "budget"
+    assert any("the rest (2 runs" in line and "would pass the budget" in line for line in lines)
+    lines.clear()
+    run_sweep(sweep, tmp_path / "free", log=lines.append)
+    arm = summary(tmp_path / "free")["good"]
+    assert (arm["seeds"], arm["stopped"]) == ("4", "max_repeats")
+    assert "seeds: 2 more seeds, no race (the runs serve a test made at the end): " \
+        "001-good-r2, 001-good-r3" in lines

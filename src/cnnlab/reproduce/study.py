@@ -225,7 +225,7 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
               if layout.ranked_status(r.get("status"))]
     seen = [int(e) for e in onsets if e not in ("", None)]
     return {
-        "split": load.read_run(best_run).metrics["data"]["sizes"] if best_run else {},
+        "split": _data_used(load.read_run(best_run).metrics["data"]) if best_run else {},
         "params": {"baseline, ours": _metric(baseline_run, "trainable_params"),
                    "baseline, report": reference["baseline_params"],
                    "best, ours": _metric(best_run, "trainable_params"),
@@ -239,6 +239,12 @@ def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
                             f"epoch {sum(seen) / len(seen):.1f} on average, in {len(seen)} of "
                             f"{len(onsets)} runs" if seen else f"not seen in {len(onsets)} runs")},
     }
+
+
+def _data_used(record: dict[str, Any]) -> dict[str, Any]:
+    """Which data the runs used (where it was found) and each split's size."""
+    return {"data": f"{record.get('origin')}: {record.get('location')}",
+            **record.get("sizes", {})}
 
 
 def _metric(run_dir: Path | None, key: str) -> Any:
