@@ -4,6 +4,7 @@ page in headless Chromium, its verdict rules, and its refusals."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,30 @@ def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir:
     other = CliRunner().invoke(main, ["reproduce", "--repeats", "3", *args, "--out", str(out)])
     assert other.exit_code == 2
     one_line_error(other.stderr, "holds a study with other --repeats")
+
+
+def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cache_dir: Path,
+                                               tmp_path: Path) -> None:
+    """Which claims get more seeds is judged on the minimum seeds' runs alone, so a
+    study resumed in its second pass picks the same sweeps: a 3rd seed of the claimed
+    depth arm far ahead of the rest would decide "three conv blocks do best" if counted."""
+    out = tmp_path / "study"
+    shutil.copytree(study[0], out)
+    plan = small_study(sample_archive, cache_dir)
+    wider = dataclasses.replace(plan, sweeps=tuple(
+        dataclasses.replace(s, adaptive=dataclasses.replace(s.adaptive, max_repeats=10))
+        for s in plan.sweeps))
+    before = study_plan.open_claims(wider, out)
+    results = out / "depth" / "results.csv"
+    rows = storage.read_csv(results)
+    claimed = next(r for r in rows if r["arm"] == "003-filters=8_16_32")
+    for repeat in range(2, 10):
+        rows.append({**claimed, "run": f"003-filters=8_16_32-r{repeat}", "repeat": repeat,
+                     "test_accuracy": 0.99})
+    storage.write_csv(results, rows, list(rows[0]))
+    judged = dict((v.claim, v.verdict) for _, v in study_plan.claims(wider, out))
+    assert judged["Three conv blocks do best"] == verdicts.HOLDS  # every run counted
+    assert study_plan.open_claims(wider, out) == before and "depth" in before
 
 
 def test_dry_run_lists_every_run_and_estimates_the_time(
