@@ -84,10 +84,11 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     assert named["Three conv blocks do best"] == "depth"
     assert named["Horses are recognised best"] == "best-model"
     still = list(study_plan.open_claims(plan, out))
-    assert set(still) - {"best-model"} == {
-        n for n in SWEEPS if n != "best-model" and any(
-            f"**{verdicts.UNCLEAR}**" in line
-            and named[line.split(": ", 1)[1].split(" -- ")[0]] == n for line in claims)}
+    unclear = {named[line.split(": ", 1)[1].split(" -- ")[0]] for line in claims
+               if f"**{verdicts.UNCLEAR}**" in line}
+    # runs of 2 epochs cannot show over-fitting: more seeds would not decide section 7
+    assert "regularization" in unclear and set(still) - {"best-model"} == unclear - {
+        "regularization", "best-model"}
     assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
     assert output.count("=== reproduce more seeds") == len(still)

@@ -285,23 +285,13 @@ def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
 def open_claims(study: Study, root: Path) -> dict[str, int]:
     """The sweeps, in study order, whose claims more seeds may decide, with how many:
     the claims not distinguishable after the minimum seeds (judged on those runs alone,
-    so that a resumed study decides the same)."""
+    so that a resumed study decides the same), unless more seeds cannot decide them
+    (runs too short to show over-fitting; class claims bounded by their test images)."""
     found: dict[str, int] = {}
     for name, v in claims(study, root, _minimum_ids(study)):
-        if v.verdict == verdicts.UNCLEAR and (name != BEST or _seeds_may_decide(
-                study, root, v.claim)):
+        if v.verdict == verdicts.UNCLEAR and v.seeds_may_decide:
             found[name] = found.get(name, 0) + 1
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
-
-
-def _seeds_may_decide(study: Study, root: Path, claim: str) -> bool:
-    """Whether class claim ``claim`` would be decided without seed noise (on the mean
-    confusion matrix of the minimum seeds): on test images every run shares, more seeds
-    cannot narrow the image noise."""
-    matrices, names, pool = _confusions(root / BEST, _minimum_ids(study))
-    mean = [np.mean(np.array(matrices, dtype=float), axis=0).tolist()]
-    return any(v.claim == claim and v.verdict != verdicts.UNCLEAR
-               for v in _class_claims(mean, names, pool, study.alpha))
 
 
 def _seeded(sweep: Sweep) -> Sweep:

@@ -45,6 +45,7 @@ class Verdict:
     evidence: str
     metric: str = "test accuracy"  # what the test was run on
     seeds: str = ""  # the seeds the claim's arms took
+    seeds_may_decide: bool = True  # False: more seeds cannot (runs too short, image noise)
 
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:
@@ -154,7 +155,7 @@ def overfits(rows: Rows, arm_name: str, epochs: int | None = None, alpha: float 
     runs = _finished(rows, arm_name)
     fired = sum(r.get("overfit_epoch") not in ("", None) for r in runs)
     evidence = f"{arm_name}: over-fitting onset in {fired} of {len(runs)} runs"
-    if epochs is not None and epochs <= PATIENCE:
+    if _too_short(epochs):
         return None, evidence + f" (runs of {epochs} epochs are too short to tell)"
     if not runs:
         return None, evidence
@@ -170,7 +171,13 @@ def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, cl
     """``claim``: the arm over-fits (``expected``) or does not (:func:`overfits`)."""
     found, evidence = overfits(rows, arm_name, epochs, alpha)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
-    return Verdict(section, claim, verdict, evidence, "over-fitting onset per run")
+    return Verdict(section, claim, verdict, evidence, "over-fitting onset per run",
+                   seeds_may_decide=not _too_short(epochs))
+
+
+def _too_short(epochs: int | None) -> bool:
+    """Runs of ``epochs`` cannot show an over-fitting onset, however many."""
+    return epochs is not None and epochs <= PATIENCE
 
 
 def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
@@ -188,7 +195,8 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
                 f"{_shown(rise[reference])}; {own_text}; {base_text}")
     if not base:
         return Verdict(section, claim, UNCLEAR, evidence + f" ({reference} is not shown to "
-                       "over-fit here, so a remedy cannot be judged)", metric)
+                       "over-fit here, so a remedy cannot be judged)", metric,
+                       seeds_may_decide=not _too_short(epochs))
     outcome = compare(rise[arm_name], rise[reference], higher_is_better=False,
                       margin=RISE_MARGIN, alpha=alpha)
     if outcome == Outcome.BETTER and own is not True:
@@ -211,6 +219,10 @@ class Recalls:
     @property
     def mean(self) -> np.ndarray:
         return self.runs.mean(axis=0)
+
+    def without_seed_noise(self) -> Recalls:
+        """The same means as if from endless seeds: the pool's image noise alone."""
+        return Recalls(self.runs.mean(axis=0, keepdims=True), self.images)
 
     def variance(self, weights: np.ndarray) -> tuple[float, float]:
         """The variance of the mean of ``runs @ weights`` (a class, or a difference of
@@ -278,18 +290,20 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
     hold when another class is above it (Bonferroni over the others); ``pool``: as in
     :func:`recalls`."""
     found = recalls(matrices, pool)
-    point = found.mean
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
-    order = sorted(range(len(names)), key=lambda i: -point[i])[:3]
+    order = sorted(range(len(names)), key=lambda i: -found.mean[i])[:3]
     evidence = "mean recall, top 3: " + _recall_text(found, names, order)
-    if all(_above(found, me, i, alpha) for i in others):
-        verdict = HOLDS
-    elif any(_above(found, i, me, alpha / len(others)) for i in others):
-        verdict = FAILS
-    else:
-        verdict = UNCLEAR
-    return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict, evidence,
-                   "per-class recall (test set)")
+
+    def verdict(judged: Recalls) -> str:
+        if all(_above(judged, me, i, alpha) for i in others):
+            return HOLDS
+        if any(_above(judged, i, me, alpha / len(others)) for i in others):
+            return FAILS
+        return UNCLEAR
+
+    return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict(found),
+                   evidence, "per-class recall (test set)",
+                   seeds_may_decide=verdict(found.without_seed_noise()) != UNCLEAR)
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
@@ -300,22 +314,23 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
     hold when another class is below one of them (Bonferroni over the pairs); ``pool``:
     as in :func:`recalls`."""
     found = recalls(matrices, pool)
-    point = found.mean
     mine = [names.index(c) for c in claimed]
     rest = [i for i in range(len(names)) if i not in mine]
-    lowest = sorted(range(len(names)), key=lambda i: point[i])[:len(claimed)]
-    pair = _top_pair(matrices, names, pool)
+    lowest = sorted(range(len(names)), key=lambda i: found.mean[i])[:len(claimed)]
     evidence = ("lowest mean recall: " + _recall_text(found, names, lowest)
-                + f"; most confused pair: {pair}")
+                + f"; most confused pair: {_top_pair(matrices, names, pool)}")
     pairs = len(mine) * len(rest)
-    if all(_above(found, j, i, alpha) for i in mine for j in rest):
-        verdict = HOLDS
-    elif any(_above(found, i, j, alpha / pairs) for i in mine for j in rest):
-        verdict = FAILS
-    else:
-        verdict = UNCLEAR
-    return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict,
-                   evidence, "per-class recall (test set)")
+
+    def verdict(judged: Recalls) -> str:
+        if all(_above(judged, j, i, alpha) for i in mine for j in rest):
+            return HOLDS
+        if any(_above(judged, i, j, alpha / pairs) for i in mine for j in rest):
+            return FAILS
+        return UNCLEAR
+
+    return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict(found),
+                   evidence, "per-class recall (test set)",
+                   seeds_may_decide=verdict(found.without_seed_noise()) != UNCLEAR)
 
 
 def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
