@@ -19,7 +19,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.runs import load
 from cnnlab.runs.layout import Outcome
 from cnnlab.sweep import stats
-from cnnlab.sweep.findings import findings
+from cnnlab.sweep.findings import adaptive, findings
 from cnnlab.sweep.spec import sweep_from_dict
 
 
@@ -356,3 +356,21 @@ def test_margin_and_vary_split_options_in_the_plan() -> None:
 def test_bad_repeats_is_one_line(args: list[str], fragment: str) -> None:
     result = CliRunner().invoke(main, ["sweep", "optimizer", "--dry-run", *args])
     assert result.exit_code == 2 and fragment in result.stderr
+
+
+def test_seeds_per_decision_says_why_each_arm_stopped() -> None:
+    rows = [{"arm": "001-lr=0.1", "seeds": 3, "outcome": "worse", "stopped": "decided"},
+            {"arm": "002-lr=0.01", "seeds": 10, "outcome": "inconclusive",
+             "stopped": "max_repeats"},
+            {"arm": "003-lr=0.001", "seeds": 5, "outcome": "inconclusive", "stopped": "budget"},
+            {"arm": "004-lr=0.0001", "seeds": 3, "outcome": "inconclusive",
+             "stopped": "minimum"}]
+    lines = adaptive(rows, 10)
+    assert lines[:4] == [
+        "lr=0.1: decided **worse** after 3 seeds.",
+        "lr=0.01: still inconclusive at the maximum of 10 seeds.",
+        "lr=0.001: still open after 5 seeds: the budget ran out.",
+        "lr=0.0001: still open after 3 seeds: the minimum only (`cnnlab reproduce` gives "
+        "more only where they could decide an open claim)."]
+    assert "trained 21 runs where every arm at the maximum (10 seeds) would take 40: " \
+        "19 runs saved" in lines[4]

@@ -164,8 +164,8 @@ def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float 
         elif stopped == MAX_REPEATS:
             what = f"still {outcome} at the maximum of {seeds} seeds"
         elif stopped == MINIMUM:
-            what = (f"still open after {seeds} seeds: the minimum only (in `cnnlab reproduce`, "
-                    "the claims this sweep serves were decided without more)")
+            what = (f"still open after {seeds} seeds: the minimum only (`cnnlab reproduce` "
+                    "gives more only where they could decide an open claim)")
         else:
             what = f"still open after {seeds} seeds: the budget ran out"
         lines.append(f"{label(row['arm'])}: {what}.")
