@@ -186,13 +186,12 @@ def test_an_arm_without_a_race_is_given_the_maximum_then_stopped_by_the_budget(
     raced = sweep_from_dict(raw, repeats="auto", seeds=(2, 4))
     sweep = dataclasses.replace(raced, adaptive=dataclasses.replace(raced.adaptive, race=False))
     lines: list[str] = []
-    run_sweep(sweep, tmp_path / "capped", log=lines.append, budget_s=1.0)
-    assert summary(tmp_path / "capped")["good"]["seeds"] == "2"
-    assert summary(tmp_path / "capped")["good"]["stopped"] == "budget"
+    out = run_sweep(sweep, tmp_path / "s", log=lines.append, budget_s=1.0)
+    assert summary(out)["good"]["seeds"] == "2" and summary(out)["good"]["stopped"] == "budget"
     assert any("the rest (2 runs" in line and "would pass the budget" in line for line in lines)
     lines.clear()
-    run_sweep(sweep, tmp_path / "free", log=lines.append)
-    arm = summary(tmp_path / "free")["good"]
+    run_sweep(sweep, out, log=lines.append)  # resumed without a budget
+    arm = summary(out)["good"]
     assert (arm["seeds"], arm["stopped"]) == ("4", "max_repeats")
     assert "seeds: 2 more seeds, no race (the runs serve a test made at the end): " \
         "001-good-r2, 001-good-r3" in lines
