@@ -24,7 +24,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.sweep import estimate
 from cnnlab.sweep.run import run_sweep
 from cnnlab.sweep.runner import format_duration
-from cnnlab.sweep.seeds import runs_that_fit
+from cnnlab.sweep.seeds import MINIMUM_ONLY, runs_that_fit
 from cnnlab.sweep.sequential import Design
 from cnnlab.sweep.spec import sweep_from_dict
 
@@ -178,16 +178,20 @@ def test_a_round_fits_the_budget_whole_or_not_at_all_and_a_raceless_one_in_part(
 
 def test_an_arm_without_a_race_is_given_the_maximum_then_stopped_by_the_budget(
         tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
-    """The best model's arm in ``cnnlab reproduce``'s second pass, on real images: after
-    its minimum it is given the rest of its seeds at once (no look decides it), and a
-    budget spent already stops it, reported as such."""
+    """The best model's arm in ``cnnlab reproduce``, on real images: a first pass gives it
+    its minimum only; after that it is given the rest of its seeds at once (no look
+    decides it), unless a budget spent already stops it, reported as such."""
     raw = yaml.safe_load(write_sweep(tmp_path, sample_archive, cache_dir).read_text())
     raw["variants"] = {"good": raw["variants"]["good"]}
     raced = sweep_from_dict(raw, repeats="auto", seeds=(2, 4))
     sweep = dataclasses.replace(raced, adaptive=dataclasses.replace(raced.adaptive, race=False))
     lines: list[str] = []
-    out = run_sweep(sweep, tmp_path / "s", log=lines.append, budget_s=1.0)
-    assert summary(out)["good"]["seeds"] == "2" and summary(out)["good"]["stopped"] == "budget"
+    out = run_sweep(sweep, tmp_path / "s", log=lines.append, budget_s=MINIMUM_ONLY)
+    assert (summary(out)["good"]["seeds"], summary(out)["good"]["stopped"]) == ("2", "minimum")
+    assert "seeds: 2 runs still wanted after the minimum seeds; no more seeds in this pass" \
+        in lines
+    run_sweep(sweep, out, log=lines.append, budget_s=1.0)  # spent already
+    assert (summary(out)["good"]["seeds"], summary(out)["good"]["stopped"]) == ("2", "budget")
     assert any("the rest (2 runs" in line and "would pass the budget" in line for line in lines)
     lines.clear()
     run_sweep(sweep, out, log=lines.append)  # resumed without a budget

@@ -121,11 +121,20 @@ def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
     sweeps = [load_sweep(name, overrides if name == TIMED_SWEEP else untimed, repeats,
                          margin=margin, vary_split=vary_split, seeds=seeds)
               for name in STUDY_SWEEPS]
-    sweeps.append(sweep_from_dict(BEST_MODEL, BEST, overrides=untimed,
-                                  repeats=repeats, margin=margin, vary_split=vary_split,
-                                  seeds=seeds))
+    sweeps.append(_without_race(sweep_from_dict(BEST_MODEL, BEST, overrides=untimed,
+                                                repeats=repeats, margin=margin,
+                                                vary_split=vary_split, seeds=seeds)))
     return Study(tuple(sweeps), overrides, repeats,
                  budget_s if sweeps[0].adaptive else None, vary_split)
+
+
+def _without_race(sweep: Sweep) -> Sweep:
+    """The best model's sweep: with adaptive seeds, its single arm has no race (its runs
+    serve the class claims, tested at the end): the first pass gives it the minimum, the
+    second, where its claims could be decided, the maximum."""
+    if sweep.adaptive is None:
+        return sweep
+    return dataclasses.replace(sweep, adaptive=dataclasses.replace(sweep.adaptive, race=False))
 
 
 def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
@@ -192,7 +201,7 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
             + (f" ({', '.join(wanted)}): more seeds for their open arms" if wanted else ""))
         for number, name in enumerate(wanted):
             rest = dict(list(wanted.items())[number:])
-            run_one(_seeded(study.sweep(name)), f"more seeds {number + 1}/{len(wanted)}",
+            run_one(study.sweep(name), f"more seeds {number + 1}/{len(wanted)}",
                     study.budget_of(name, root, rest))
     finish(study, root, log)
     return root
@@ -292,14 +301,6 @@ def open_claims(study: Study, root: Path) -> dict[str, int]:
         if v.verdict == verdicts.UNCLEAR and v.seeds_may_decide:
             found[name] = found.get(name, 0) + 1
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
-
-
-def _seeded(sweep: Sweep) -> Sweep:
-    """``sweep`` as its extra seeds run it: the best model's single arm has no race (its
-    runs serve the class claims, tested at the end), so it is given the maximum."""
-    if sweep.name != BEST or sweep.adaptive is None:
-        return sweep
-    return dataclasses.replace(sweep, adaptive=dataclasses.replace(sweep.adaptive, race=False))
 
 
 def _minimum_ids(study: Study) -> set[str]:

@@ -158,8 +158,8 @@ class Seeds:
 
     def _announce(self, todo: list[SweepRun]) -> None:
         if not self.base.adaptive.race:
-            self.log(f"seeds: {len(todo)} more seeds, no race (the runs serve a test made at "
-                     f"the end): {', '.join(r.id for r in todo)}")
+            self.log(f"seeds: {len(todo)} more seed{'s' * (len(todo) != 1)}, no race (the runs "
+                     f"serve a test made at the end): {', '.join(r.id for r in todo)}")
             return
         arms = self.state.arms
         decided = [a for a in arms.values() if a.stopped]
