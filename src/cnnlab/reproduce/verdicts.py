@@ -293,17 +293,9 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -found.mean[i])[:3]
     evidence = "mean recall, top 3: " + _recall_text(found, names, order)
-
-    def verdict(judged: Recalls) -> str:
-        if all(_above(judged, me, i, alpha) for i in others):
-            return HOLDS
-        if any(_above(judged, i, me, alpha / len(others)) for i in others):
-            return FAILS
-        return UNCLEAR
-
-    return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict(found),
-                   evidence, "per-class recall (test set)",
-                   seeds_may_decide=verdict(found.without_seed_noise()) != UNCLEAR)
+    verdict, seeds_may_decide = _ordered(found, [(me, i) for i in others], alpha)
+    return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict, evidence,
+                   "per-class recall (test set)", seeds_may_decide=seeds_may_decide)
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
@@ -319,18 +311,26 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
     lowest = sorted(range(len(names)), key=lambda i: found.mean[i])[:len(claimed)]
     evidence = ("lowest mean recall: " + _recall_text(found, names, lowest)
                 + f"; most confused pair: {_top_pair(matrices, names, pool)}")
-    pairs = len(mine) * len(rest)
+    verdict, seeds_may_decide = _ordered(found, [(j, i) for i in mine for j in rest], alpha)
+    return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict,
+                   evidence, "per-class recall (test set)", seeds_may_decide=seeds_may_decide)
+
+
+def _ordered(found: Recalls, pairs: Sequence[tuple[int, int]], alpha: float
+             ) -> tuple[str, bool]:
+    """The verdict on "class ``a``'s recall is above ``b``'s" for every ``(a, b)`` of
+    ``pairs``: holds when each is shown, does not hold when one is shown the other way
+    round (Bonferroni over the pairs); and whether more seeds could decide it (it would
+    be decided without seed noise)."""
 
     def verdict(judged: Recalls) -> str:
-        if all(_above(judged, j, i, alpha) for i in mine for j in rest):
+        if all(_above(judged, a, b, alpha) for a, b in pairs):
             return HOLDS
-        if any(_above(judged, i, j, alpha / pairs) for i in mine for j in rest):
+        if any(_above(judged, b, a, alpha / len(pairs)) for a, b in pairs):
             return FAILS
         return UNCLEAR
 
-    return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict(found),
-                   evidence, "per-class recall (test set)",
-                   seeds_may_decide=verdict(found.without_seed_noise()) != UNCLEAR)
+    return verdict(found), verdict(found.without_seed_noise()) != UNCLEAR
 
 
 def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
