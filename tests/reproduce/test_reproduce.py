@@ -14,11 +14,11 @@ from helpers import one_line_error
 
 from cnnlab.cli import main
 from cnnlab.reproduce import study as study_plan
-from cnnlab.reproduce import verdicts
+from cnnlab.reproduce import sweeps, verdicts
 from cnnlab.runs import load, storage
 from cnnlab.sweep import capacity, estimate
 from cnnlab.sweep.runner import format_duration
-from cnnlab.sweep.spec import minimum_runs
+from cnnlab.sweep.spec import builtin_sweeps, minimum_runs
 
 TINY = ["--set", "data.train_size=100", "--set", "data.val_size=50", "--set",
         "data.test_size=50", "--set", "train.epochs=2", "--set", "train.verbose=0",
@@ -215,6 +215,11 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
     storage.write_json(tmp_path / first / "seeds.json", {"spent_s": 2000.0})
     assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100)
     assert not (tmp_path / "outputs").exists()
+
+
+def test_the_study_names_built_in_sweeps_and_a_folder_of_its_own() -> None:
+    assert set(sweeps.STUDY_SWEEPS) <= set(builtin_sweeps())
+    assert sweeps.BEST not in builtin_sweeps() and sweeps.TIMED_SWEEP in sweeps.STUDY_SWEEPS
 
 
 def test_bad_repeats_and_set_are_one_line(tmp_path: Path) -> None:

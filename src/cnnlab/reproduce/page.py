@@ -21,6 +21,7 @@ from cnnlab.report.pages import (
     per_class_table,
     table,
 )
+from cnnlab.reproduce.sweeps import BATCH_SIZE, BEST, DEPTH, GRID, OPTIMIZER, REGULARIZATION
 from cnnlab.reproduce.verdicts import FAILS, HOLDS, UNCLEAR, Verdict
 from cnnlab.runs import layout, load, storage
 
@@ -64,7 +65,7 @@ def _verdicts(judged: list[Verdict], section: str | None = None) -> str:
 
 def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
               best_run: Path | None) -> list[tuple[str, str]]:
-    batch = root / "batch-size"
+    batch = root / BATCH_SIZE
     return [
         ("The report's claims", _verdicts(judged)),
         ("1. Data: split and standardization",
@@ -74,16 +75,16 @@ def _sections(root: Path, judged: list[Verdict], facts: dict[str, Any],
         ("3. Batch size (Table 1, Figure 2)",
          _verdicts(judged, "3") + _findings(batch) + _table1(batch) + _figures(
              batch, (layout.TIMING_FILE, layout.ACCURACY_FILE, layout.SWEEP_CURVES_FILE),
-             "batch-size sweep")),
-        ("4. Optimizers (Figure 3)", _sweep_section(root / "optimizer")),
+             f"sweep {BATCH_SIZE}")),
+        ("4. Optimizers (Figure 3)", _sweep_section(root / OPTIMIZER)),
         ("6. Depth and grid search (Figures 4-5)",
-         _verdicts(judged, "6") + _sweep_section(root / "depth")
-         + _sweep_section(root / "grid")),
+         _verdicts(judged, "6") + _sweep_section(root / DEPTH)
+         + _sweep_section(root / GRID)),
         ("6. The best model (Figures 6-7)",
-         key_values(facts["best"]) + _best_model(root / "best-model", best_run)),
+         key_values(facts["best"]) + _best_model(root / BEST, best_run)),
         ("7. Over-fitting and its remedies (Figures 8-9)",
          _verdicts(judged, "7") + key_values(facts["overfitting"])
-         + _sweep_section(root / "regularization")),
+         + _sweep_section(root / REGULARIZATION)),
         ("8. Activation maps (Figures 10-11)", _figures_in(best_run, layout.ACTIVATIONS_DIR)),
     ]
 

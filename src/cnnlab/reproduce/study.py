@@ -12,7 +12,7 @@ By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep
 first every sweep gets its minimum seeds (3 per arm: the 3-seed study, judged whatever
 comes next); then the sweeps of the claims still "not distinguishable" get one more seed
 per round for each arm still undecided, up to 10, within what is left of the budget,
-shared out among them by their minimum runs.
+shared out among the sweeps by their open claims.
 """
 
 from __future__ import annotations
@@ -30,6 +30,15 @@ import yaml
 from cnnlab.data import dataset as data
 from cnnlab.errors import RunError
 from cnnlab.reproduce import table1, verdicts
+from cnnlab.reproduce.sweeps import (
+    BATCH_SIZE,
+    BEST,
+    DEPTH,
+    GRID,
+    REGULARIZATION,
+    STUDY_SWEEPS,
+    TIMED_SWEEP,
+)
 from cnnlab.runs import layout, load, storage
 from cnnlab.sweep import results
 from cnnlab.sweep import runner as sweep_runner
@@ -38,12 +47,9 @@ from cnnlab.sweep.executors import LocalOptions
 from cnnlab.sweep.spec import Sweep, describe, load_sweep, minimum_runs, sweep_from_dict
 
 Log = Callable[[str], None]
-STUDY_SWEEPS = ("batch-size", "optimizer", "depth", "grid", "regularization")
-BEST = "best-model"  # the sweep of the best model alone: the class claims' runs
 BEST_MODEL = {"name": BEST, "base": "best", "variants": {"best": {}},
               "description": "the report's best model (grid-search winner), trained alone"}
 PLAN_FILE = "reproduce.yaml"
-TIMED_SWEEP = "batch-size"  # its claims and Table 1 are step times: all-cores runs alone
 # The other sweeps' runs train on one thread each (before --set): --jobs auto then trains
 # one per core, faster in all than all-cores runs side by side (benchmarks/README.md),
 # and their numbers do not depend on the machine's core count.
@@ -228,7 +234,7 @@ def finish(study: Study, root: Path, log: Log = print) -> None:
 def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:
     """The study's own figures, with the report's beside them where it gives one."""
     reference = table1.reference_numbers()
-    baseline_run = _first_finished(root / "batch-size")
+    baseline_run = _first_finished(root / BATCH_SIZE)
     best = next((r for r in _summary(root, BEST)), None)
     onsets = [r.get("overfit_epoch") for r in _rows(root / BEST / layout.RESULTS_FILE)
               if layout.ranked_status(r.get("status"))]
@@ -313,20 +319,20 @@ def claims(study: Study, root: Path, only: set[str] | None = None
     """Each claim's verdict (at the study's :attr:`Study.alpha`), beside the sweep whose
     runs it is tested on; ``only``: the ids of the runs to judge on (default: all)."""
     classes, alpha = results.class_count(root / BEST), study.alpha
-    epochs = study.sweep("regularization").runs[0].config.train.epochs
+    epochs = study.sweep(REGULARIZATION).runs[0].config.train.epochs
     batch, depth, grid, regularization = (
         _rows(root / name / layout.RESULTS_FILE, only)
-        for name in ("batch-size", "depth", "grid", "regularization"))
+        for name in (BATCH_SIZE, DEPTH, GRID, REGULARIZATION))
     blocks3 = lambda r: r["model.filters"] == "[8, 16, 32]"  # noqa: E731
-    found = [("batch-size", verdicts.rises_then_falls(batch, classes, alpha)),
-             ("batch-size", verdicts.step_and_epoch_time(batch, classes, alpha)),
-             ("depth", verdicts.arm_is_best(depth, blocks3, "6", "Three conv blocks do best",
+    found = [(BATCH_SIZE, verdicts.rises_then_falls(batch, classes, alpha)),
+             (BATCH_SIZE, verdicts.step_and_epoch_time(batch, classes, alpha)),
+             (DEPTH, verdicts.arm_is_best(depth, blocks3, "6", "Three conv blocks do best",
                                             classes, alpha)),
-             ("grid", verdicts.arm_is_best(
+             (GRID, verdicts.arm_is_best(
                  grid, lambda r: blocks3(r) and r["model.dense"] == "[64]"
                  and float(r["train.learning_rate"]) == 0.001, "6",
                  "The grid search picks the report's best model", classes, alpha))]
-    found += [("regularization", check)
+    found += [(REGULARIZATION, check)
               for check in _regularization(regularization, epochs, alpha)]
     matrices, names, pool = _confusions(root / BEST, only)
     found += [(BEST, v) for v in _class_claims(matrices, names, pool, alpha)] if matrices else []
