@@ -17,6 +17,7 @@ from cnnlab.reproduce import study as study_plan
 from cnnlab.reproduce import sweeps, verdicts
 from cnnlab.runs import load, storage
 from cnnlab.sweep import capacity, estimate
+from cnnlab.sweep import seeds as adaptive_seeds
 from cnnlab.sweep.runner import format_duration
 from cnnlab.sweep.spec import builtin_sweeps, minimum_runs
 
@@ -78,8 +79,13 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     assert not np.array_equal(d0.x_test, d1.x_test)  # another draw of the split
     assert "## Sweep batch-size" in findings and "## Sweep regularization" in findings
     assert "claims of the report hold; report: " in output
-    # every sweep's minimum first, then the sweeps of the open claims, in study order
     plan = small_study(sample_archive, cache_dir)
+    # the budget counts the study's own steps (figures, looks) beside its sweeps' seeds
+    own = adaptive_seeds.spent(out)
+    assert 0 < own < study_plan.spent(plan, out)
+    assert output.endswith(f"reproduce: {format_duration(study_plan.spent(plan, out))} spent "
+                           "in all, budget 30m00s")
+    # every sweep's minimum first, then the sweeps of the open claims, in study order
     named = dict((v.claim, name) for name, v in study_plan.claims(plan, out))
     assert named["Three conv blocks do best"] == "depth"
     assert named["Horses are recognised best"] == "best-model"
@@ -212,6 +218,8 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
         600 / 2)
     storage.write_json(tmp_path / second / "seeds.json", {"spent_s": 100.0})
     assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100 + 500)
+    storage.write_json(tmp_path / "seeds.json", {"spent_s": 60.0})  # the study's own steps
+    assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100 + 440)
     storage.write_json(tmp_path / first / "seeds.json", {"spent_s": 2000.0})
     assert adaptive.budget_of(second, tmp_path, {second: 1}) == pytest.approx(100)
     assert not (tmp_path / "outputs").exists()

@@ -128,6 +128,12 @@ def test_far_arm_stops_at_the_minimum_close_pair_gets_more_kill_and_resume(
     saved = 12 - len(runs)
     assert f"would take 12: {saved} runs saved" in text
 
+    done = finished(out)
+    (out / "seeds.json").write_bytes(b'{"spent_s": "\xff')  # the time record damaged
+    damaged = cnnlab(str(sweep), *seeds, "--out", str(out), cwd=tmp_path)
+    one_line_error(damaged.stderr, f"{out / 'seeds.json'}: damaged", "delete it to resume")
+    assert finished(out) == done
+
 
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--repeats", "auto", "--budget", "1x"], "--budget: got '1x'; expected a duration such "

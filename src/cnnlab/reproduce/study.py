@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,12 +108,39 @@ class Study:
         share of what is left of the study's budget (the time every sweep spent, read from
         ``root``), shared by open claims among ``among`` (each sweep still to get extra
         seeds, ``sweep`` first, with its open claims): time one does not use goes to the
-        later ones."""
+        later ones. The study's own steps count too (:func:`spent`)."""
         if self.budget_s is None:
             return None
-        left = self.budget_s - sum(adaptive_seeds.spent(root / s.name) for s in self.sweeps)
+        left = self.budget_s - spent(self, root)
         return adaptive_seeds.spent(root / sweep) + max(0.0, left) * among[sweep] / sum(
             among.values())
+
+
+def spent(study: Study, root: Path) -> float:
+    """Seconds the study in ``root`` spent so far, over every command: its sweeps' seeds,
+    and its own steps around them (figures, looks), kept in ``root``'s seeds file."""
+    return adaptive_seeds.spent(root) + _sweeps_spent(study, root)
+
+
+def _sweeps_spent(study: Study, root: Path) -> float:
+    return sum(adaptive_seeds.spent(root / s.name) for s in study.sweeps)
+
+
+class _OwnTime:
+    """The study's time outside its sweeps' seeds, saved to ``root``'s seeds file at each
+    step so that the budget counts it across commands (a command killed in a sweep loses
+    its own time since the last step, not the sweep's)."""
+
+    def __init__(self, study: Study, root: Path):
+        self.study, self.root = study, root
+        self.before, self.sweeps_before = adaptive_seeds.spent(root), _sweeps_spent(study, root)
+        self.started = time.monotonic()
+
+    def save(self) -> None:
+        sweeps = _sweeps_spent(self.study, self.root) - self.sweeps_before
+        own = max(0.0, time.monotonic() - self.started - sweeps)
+        storage.write_json(self.root / adaptive_seeds.SEEDS_FILE,
+                           {"spent_s": round(self.before + own, 1)})
 
 
 def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
@@ -196,39 +224,54 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
                          backend=LocalOptions(jobs, timed=sweep.name == TIMED_SWEEP),
                          extra=table1.write_table1, budget_s=budget_s, progress=progress)
 
-    adaptive = study.two_passes
+    adaptive, own_time = study.two_passes, _OwnTime(study, root)
     for number, sweep in enumerate(study.sweeps, start=1):
         run_one(sweep, f"{number}/{len(study.sweeps)}" + (", the minimum seeds" if adaptive
                                                          else ""),
                 adaptive_seeds.MINIMUM_ONLY if adaptive else None)
     if adaptive:
+        draw_figures(study, root, log)  # now, inside the budget: they need no more seeds
         wanted = open_claims(study, root)
         log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
             + (f" ({', '.join(wanted)}): more seeds for their open arms" if wanted else ""))
         for number, name in enumerate(wanted):
+            own_time.save()
             rest = dict(list(wanted.items())[number:])
             run_one(study.sweep(name), f"more seeds {number + 1}/{len(wanted)}",
                     study.budget_of(name, root, rest))
     finish(study, root, log)
+    if adaptive:
+        own_time.save()
+        log(f"reproduce: {sweep_runner.format_duration(spent(study, root))} spent in all, "
+            f"budget {sweep_runner.format_duration(study.budget_s)}")
     return root
 
 
 def finish(study: Study, root: Path, log: Log = print) -> None:
     """Figures, verdicts, findings.md and report.html of a study whose sweeps are done."""
-    from cnnlab.report import figures as plots
-    from cnnlab.report.activations import plot_activations
     from cnnlab.reproduce import page as reproduce_report
 
-    best_run = _first_finished(root / BEST)
-    plots.plot_standardization(*_pixel_samples(study), root / layout.STANDARDIZATION_FILE)
-    if best_run is not None and not any((best_run / layout.ACTIVATIONS_DIR).glob("*.png")):
-        plot_activations(best_run, log=log)
+    best_run = draw_figures(study, root, log)
     judged = judge(study, root)
     storage.write_atomic(root / layout.FINDINGS_FILE, findings_text(study, root, judged))
     page = reproduce_report.write(study, root, judged, facts(root, best_run), best_run)
     held = sum(v.verdict == verdicts.HOLDS for v in judged)
     log(f"\nreproduce: {held} of {len(judged)} claims of the report hold; report: {page}; "
         f"findings: {root / layout.FINDINGS_FILE}")
+
+
+def draw_figures(study: Study, root: Path, log: Log = print) -> Path | None:
+    """The study's own figures, where not drawn yet: standardization, and the activation
+    maps of the best model's first finished run (returned)."""
+    from cnnlab.report import figures as plots
+    from cnnlab.report.activations import plot_activations
+
+    best_run = _first_finished(root / BEST)
+    if not (root / layout.STANDARDIZATION_FILE).exists():
+        plots.plot_standardization(*_pixel_samples(study), root / layout.STANDARDIZATION_FILE)
+    if best_run is not None and not any((best_run / layout.ACTIVATIONS_DIR).glob("*.png")):
+        plot_activations(best_run, log=log)
+    return best_run
 
 
 def facts(root: Path, best_run: Path | None) -> dict[str, dict[str, Any]]:

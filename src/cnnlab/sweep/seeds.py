@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab.errors import RunError
 from cnnlab.runs import layout, load, storage
 from cnnlab.runs.layout import METRICS, Status
 from cnnlab.sweep import sequential
@@ -65,10 +66,18 @@ def so_far(sweep: Sweep, state: sequential.State) -> Sweep:
 
 
 def spent(sweep_dir: Path) -> float:
-    """Seconds every command spent on the sweep so far."""
+    """Seconds every command spent on the sweep (or study) in ``sweep_dir`` so far."""
     path = sweep_dir / SEEDS_FILE
-    return float(json.loads(path.read_text(encoding="utf-8"))["spent_s"]) if path.exists() \
-        else 0.0
+    if not path.exists():
+        return 0.0
+    try:
+        seconds = json.loads(path.read_text(encoding="utf-8")).get("spent_s")
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        seconds = None
+    if not is_number(seconds) or seconds < 0:
+        raise RunError(f"{path}: damaged (no spent_s of seconds in it); delete it to resume "
+                       "(--budget then counts from now)")
+    return float(seconds)
 
 
 def run_seconds(sweep_dir: Path, runs: list[SweepRun]) -> float | None:
