@@ -159,7 +159,7 @@ def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir:
 def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cache_dir: Path,
                                                tmp_path: Path) -> None:
     """Which claims get more seeds is judged on the minimum seeds' runs alone, so a
-    study resumed in its second pass picks the same sweeps: a 3rd seed of the claimed
+    study resumed in its second pass picks the same sweeps: more seeds with the claimed
     depth arm far ahead of the rest would decide "three conv blocks do best" if counted."""
     out = tmp_path / "study"
     shutil.copytree(study[0], out)
@@ -170,10 +170,11 @@ def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cac
     before = study_plan.open_claims(wider, out)
     results = out / "depth" / "results.csv"
     rows = storage.read_csv(results)
-    claimed = next(r for r in rows if r["arm"] == "003-filters=8_16_32")
-    for repeat in range(2, 10):
-        rows.append({**claimed, "run": f"003-filters=8_16_32-r{repeat}", "repeat": repeat,
-                     "test_accuracy": 0.99})
+    for arm in ARMS["depth"]:  # seeds 3-10 of every arm, the claimed one far ahead
+        first = next(r for r in rows if r["arm"] == arm)
+        rows += [{**first, "run": f"{arm}-r{repeat}", "repeat": repeat, "test_accuracy":
+                  0.99 if arm == "003-filters=8_16_32" else first["test_accuracy"]}
+                 for repeat in range(2, 10)]
     storage.write_csv(results, rows, list(rows[0]))
     judged = dict((v.claim, v.verdict) for _, v in study_plan.claims(wider, out))
     assert judged["Three conv blocks do best"] == verdicts.HOLDS  # every run counted

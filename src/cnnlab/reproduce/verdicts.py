@@ -23,12 +23,14 @@ from cnnlab.runs.layout import Outcome, ranked_status
 from cnnlab.sweep.stats import (
     ALPHA,
     TESTED,
+    arm_repeats,
     arm_values,
     compare,
     describe,
     holm,
     is_number,
     p_greater,
+    p_greater_paired,
 )
 from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE, PATIENCE
 
@@ -120,20 +122,23 @@ def step_and_epoch_time(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> 
 def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], section: str,
                 claim: str, classes: int = 10, alpha: float = ALPHA) -> Verdict:
     """``claim``: the arm ``arm_matches`` picks is the best. It holds when that arm beats
-    every other (one-sided Welch each, all needed); it does not hold when some arm beats
-    it (Holm over the others)."""
+    every other (one-sided paired t-test each, all needed); it does not hold when some arm
+    beats it (Holm over the others). Paired by repeat: a repeat's seed and split are the
+    same in every arm, and the split moves every arm's accuracy alike."""
     claimed = next((r["arm"] for r in rows if arm_matches(r)), None)
-    values = arm_values(rows, TESTED, classes)
-    if claimed is None or len(values.get(claimed, [])) < 2:
+    runs = arm_repeats(rows, TESTED, classes)
+    if claimed is None or len(runs.get(claimed, {})) < 2:
         return Verdict(section, claim, UNCLEAR, "the claimed arm has fewer than 2 runs")
-    mine = values[claimed]
-    others = {a: v for a, v in values.items() if a != claimed and len(v) >= 2}
-    rival = max(others, key=lambda a: float(np.mean(others[a])), default=None)
-    beaten = [a for a, v in others.items() if _beats(mine, v, alpha)]
-    above = holm([p_greater(v, mine) for v in others.values()])
-    evidence = (f"claimed {claimed}: {_shown(mine)}; beats {len(beaten)} of {len(others)} "
-                "other arms" + (f"; highest other, {rival}: {_shown(others[rival])}"
-                                if rival else ""))
+    mine = runs[claimed]
+    others = {a: r for a, r in runs.items()
+              if a != claimed and p_greater_paired(mine, r) is not None}
+    rival = max(others, key=lambda a: float(np.mean(list(others[a].values()))), default=None)
+    beaten = [a for a, r in others.items() if p_greater_paired(mine, r) < alpha]
+    above = holm([p_greater_paired(r, mine) for r in others.values()])
+    evidence = (f"claimed {claimed}: {_shown(list(mine.values()))}; beats {len(beaten)} of "
+                f"{len(others)} other arms, paired by repeat" + (
+                    f"; highest other, {rival}: {_shown(list(others[rival].values()))}"
+                    if rival else ""))
     if others and len(beaten) == len(others):
         return Verdict(section, claim, HOLDS, evidence)
     if any(p is not None and p < alpha for p in above):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,19 @@ def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
     if se == 0:
         return 0.0 if diff > 0 else 1.0
     return float(scipy_stats.t.sf(diff / se, df))
+
+
+def p_greater_paired(a: Mapping[int, float], b: Mapping[int, float]) -> float | None:
+    """One-sided paired t-test p-value that ``a`` exceeds ``b``, over the repeats both
+    have (a repeat's seed and split are the same in every arm); None under 2 pairs."""
+    common = sorted(a.keys() & b.keys())
+    if len(common) < 2:
+        return None
+    diff = np.array([a[k] - b[k] for k in common])
+    se = float(np.std(diff, ddof=1)) / math.sqrt(len(diff))
+    if se == 0:
+        return 0.0 if diff.mean() > 0 else 1.0
+    return float(scipy_stats.t.sf(diff.mean() / se, len(diff) - 1))
 
 
 def compare(a: Sequence[float], b: Sequence[float], *, higher_is_better: bool,
@@ -196,14 +209,22 @@ def arm_values(rows: Sequence[dict[str, Any]], metric: str, classes: int
                ) -> dict[str, list[float]]:
     """Each arm's values of ``metric`` over its finished runs, a diverged run at
     :func:`worst_value` (failed and pending runs out)."""
+    return {arm: list(runs.values()) for arm, runs in arm_repeats(rows, metric, classes).items()}
+
+
+def arm_repeats(rows: Sequence[dict[str, Any]], metric: str, classes: int
+                ) -> dict[str, dict[int, float]]:
+    """:func:`arm_values` by repeat (a row without one: its place in its arm)."""
     worst = worst_value(metric, rows, classes)
-    found: dict[str, list[float]] = {}
+    found: dict[str, dict[int, float]] = {}
     for row in rows:
+        runs = found.setdefault(row["arm"], {})
+        repeat = int(row["repeat"]) if is_number(row.get("repeat")) else len(runs)
         if row.get("status") == Status.DIVERGED and worst is not None:
-            found.setdefault(row["arm"], []).append(worst)
+            runs[repeat] = worst
         elif ranked_status(row.get("status")) and is_number(row.get(metric)):
-            found.setdefault(row["arm"], []).append(float(row[metric]))
-    return found
+            runs[repeat] = float(row[metric])
+    return {arm: runs for arm, runs in found.items() if runs}
 
 
 def summarize(rows: Sequence[dict[str, Any]], arms: Sequence[str], params: Sequence[str],
