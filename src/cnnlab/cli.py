@@ -240,18 +240,17 @@ class RepeatsType(click.ParamType):
 
 
 REPEATS = RepeatsType()
-SEED_OPTIONS = (
-    click.option("--min-repeats", type=click.IntRange(min=2), default=None, metavar="N",
-                 help="With --repeats auto: seeds every arm starts with (default 3)."),
-    click.option("--max-repeats", type=click.IntRange(min=2), default=None, metavar="N",
-                 help="With --repeats auto: seeds an undecided arm gets at most (default 10)."),
-)
-
-
-def seed_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(SEED_OPTIONS):
-        command = option(command)
-    return command
+def seed_options(most: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--min-repeats and --max-repeats (default ``most``)."""
+    def add(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option(
+            "--max-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+            help=f"With --repeats auto: seeds an undecided arm gets at most (default {most})."
+        )(command)
+        return click.option(
+            "--min-repeats", type=click.IntRange(min=2), default=None, metavar="N",
+            help="With --repeats auto: seeds every arm starts with (default 3).")(command)
+    return add
 TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
 
 
@@ -414,7 +413,7 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
               help="Train each arm N times (seeds s..s+N-1, the same split); auto: "
                    "3 seeds each, then one more per round for each arm still undecided "
                    "(see docs/statistics.md); default: the sweep file's repeats, else 1.")
-@seed_options
+@seed_options(most=10)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: start no round of seeds that would take the sweep "
                    "past this time (e.g. 30m, 1h30m); what is open then is reported open.")
@@ -495,8 +494,8 @@ def _given_on_command_line(*names: str) -> list[str]:
 @main.command()
 @click.option("--repeats", type=REPEATS, default="auto", show_default=True, metavar="N|auto",
               help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: 3 "
-                   "each, then one more per round for each arm still undecided, up to 10.")
-@seed_options
+                   "each, then one more per round for each arm still undecided, up to 20.")
+@seed_options(most=20)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: no round of extra seeds starts that would take the "
                    "study past this time, shared out among its sweeps (default 30m).")

@@ -153,7 +153,8 @@ def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir:
             f"data.cache_dir={cache_dir}"]
     other = CliRunner().invoke(main, ["reproduce", "--repeats", "3", *args, "--out", str(out)])
     assert other.exit_code == 2
-    one_line_error(other.stderr, "holds a study with other --repeats")
+    one_line_error(other.stderr, "holds a study with other --repeats",
+                   "repeats: 'auto' there, 3 here")
 
 
 def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cache_dir: Path,
@@ -198,14 +199,17 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
                + estimate.laid_out(timed, speeds(timed)[0], 0.0, apart))  # all-cores alone
     assert (f"105 runs at least in 6 sweeps; estimated time on this machine with --jobs auto: "
             f"about {format_duration(seconds)} (") in result.output
-    assert ("sweep batch-size (batch-size): 90 runs at most (9 arms x 3..10 seeds, adaptive: "
+    assert ("sweep batch-size (batch-size): 180 runs at most (9 arms x 3..20 seeds, adaptive: "
             "27 runs at least") in result.output
     assert ("105 runs at least in 6 sweeps; estimated time on this machine with --jobs auto: "
             "about ") in result.output
-    assert ("350 runs at most in 6 sweeps; estimated time on this machine with --jobs auto: "
+    assert ("700 runs at most in 6 sweeps; estimated time on this machine with --jobs auto: "
             "about ") in result.output
     assert ("budget: 30m00s; every sweep's minimum seeds first, then more seeds for the "
             "sweeps of claims still not distinguishable") in result.output
+    help_text = CliRunner().invoke(main, ["reproduce", "--help"]).output
+    assert f"(default {study_plan.MAX_REPEATS})" in " ".join(help_text.split())
+    assert adaptive.sweeps[0].adaptive.max_repeats == study_plan.MAX_REPEATS
     fixed = study_plan.plan(repeats=3, budget_s=1800)
     assert fixed.budget_s is None and sum(len(s.runs) for s in fixed.sweeps) == 105
     adaptive = study_plan.plan(budget_s=1800)
@@ -240,3 +244,9 @@ def test_bad_repeats_and_set_are_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "x"), *TINY])
     assert result.exit_code == 2
     one_line_error(result.stderr, "not a reproduce folder")
+    (tmp_path / "x" / "reproduce.yaml").write_bytes(b"repeats: [auto\n\xff")  # damaged
+    result = CliRunner().invoke(main, ["reproduce", "--out", str(tmp_path / "x"), *TINY])
+    assert result.exit_code == 2
+    one_line_error(result.stderr, f"{tmp_path / 'x' / 'reproduce.yaml'}: damaged",
+                   "choose a new --out")
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["file", "reproduce.yaml"]

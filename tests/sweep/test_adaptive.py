@@ -70,6 +70,8 @@ def test_dry_run_gives_the_least_and_the_most_runs_and_their_times(
                                      "--max-repeats", "5", "--dry-run"])
     assert plan.exit_code == 0, plan.output
     assert "15 runs at most (3 arms x 3..5 seeds, adaptive: 9 runs at least" in plan.output
+    help_text = " ".join(CliRunner().invoke(main, ["sweep", "--help"]).output.split())
+    assert f"at most (default {Design().max_repeats})" in help_text
     for runs, line in ((9, "9 runs at least"), (15, "15 runs at most")):
         seconds = 3.0 + runs * (7 * 2 * 0.001 + 0.5 + 2.0)  # 7 steps (200 images, batch
         # 32) x 2 epochs, the tracing and the rest of each run, after the workers' start

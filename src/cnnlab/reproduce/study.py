@@ -56,6 +56,9 @@ PLAN_FILE = "reproduce.yaml"
 # and their numbers do not depend on the machine's core count.
 UNTIMED_SET = ("train.threads=1",)
 DEFAULT_BUDGET = "30m"  # the 15 min the throughput work aims at for 3 seeds, and as much again
+# With a budget, the budget rather than the maximum should end an open claim's seeds: a
+# 1-point difference needs about 15 paired seeds (docs/reproduce.md).
+MAX_REPEATS = 20
 
 
 @dataclass(frozen=True)
@@ -148,10 +151,13 @@ def plan(overrides: Iterable[str] = (), repeats: int | str = "auto",
          budget_s: float | None = None, margin: float | None = None,
          vary_split: bool = True) -> Study:
     """Every sweep of the study, validated, with ``--set``, ``repeats`` and ``margin``
-    applied; ``seeds`` and ``budget_s``: the minimum and maximum and the budget of
-    ``auto``; ``vary_split``: each repeat draws its own split (the default here)."""
+    applied; ``seeds`` and ``budget_s``: the minimum and maximum (default
+    :data:`MAX_REPEATS`) and the budget of ``auto``; ``vary_split``: each repeat draws its
+    own split (the default here)."""
     overrides = tuple(overrides)
     untimed = (*UNTIMED_SET, *overrides)
+    if repeats == "auto" and seeds[1] is None:
+        seeds = (seeds[0], MAX_REPEATS)
     sweeps = [load_sweep(name, overrides if name == TIMED_SWEEP else untimed, repeats,
                          margin=margin, vary_split=vary_split, seeds=seeds)
               for name in STUDY_SWEEPS]
@@ -199,12 +205,34 @@ def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path)
         if not record.exists():
             raise RunError(f"--out {path}: not empty and not a reproduce folder (no "
                            f"{PLAN_FILE}); choose a new folder")
-        if yaml.safe_load(record.read_text(encoding="utf-8")) != study.record():
+        differs = _differences(_recorded(record), study.record())
+        if differs:
             raise RunError(f"--out {path}: holds a study with other --repeats, --min-repeats, "
-                           "--max-repeats or --set; "
+                           f"--max-repeats, --set or --same-split ({differs}); "
                            "use the same options, or a new --out folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _recorded(record: Path) -> dict[str, Any]:
+    """A study folder's plan file, or a one-line error naming it."""
+    try:
+        found = yaml.safe_load(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        found = None
+    if not isinstance(found, dict):
+        raise RunError(f"{record}: damaged (not a study's plan); choose a new --out folder "
+                       "(the runs under it stay as they are)")
+    return found
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What differs between two plans, as text ("" when nothing does)."""
+    shown = [f"{key}: {old.get(key)!r} there, {new.get(key)!r} here" for key in new
+             if key != "sweeps" and old.get(key) != new.get(key)]
+    if not shown and old != new:
+        shown = ["the runs of the sweeps"]
+    return "; ".join(shown)
 
 
 def run(study: Study, out: str | Path | None = None, log: Log = print,
