@@ -132,7 +132,8 @@ def test_far_arm_stops_at_the_minimum_close_pair_gets_more_kill_and_resume(
 
     done = finished(out)
     (out / "seeds.json").write_bytes(b'{"spent_s": "\xff')  # the time record damaged
-    damaged = cnnlab(str(sweep), *seeds, "--out", str(out), cwd=tmp_path)
+    damaged = CliRunner().invoke(main, ["sweep", str(sweep), *seeds, "--out", str(out)])
+    assert damaged.exit_code == 2
     one_line_error(damaged.stderr, f"{out / 'seeds.json'}: damaged", "delete it to resume")
     assert finished(out) == done
 
