@@ -44,7 +44,7 @@ class Naive(seq.Design):
 
 @pytest.mark.parametrize(("arms", "draws", "design"), [
     (2, 2000, DESIGN), (4, 600, DESIGN),
-    (2, 1000, seq.Design(max_repeats=20)),  # cnnlab reproduce's default: 2.1 % of 2,000
+    (2, 600, seq.Design(max_repeats=20)),  # cnnlab reproduce's default: 2.1 % of 2,000
 ])
 def test_null_family_wise_error_within_nominal(arms, draws, design):
     outcomes, runs = simulate([0.5] * arms, draws, design)
