@@ -11,7 +11,8 @@ folder under the study's folder and resumes like any sweep.
 By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
 first every sweep gets its minimum seeds (3 per arm: the 3-seed study, judged whatever
 comes next); then the sweeps of the claims still "not distinguishable" get one more seed
-per round for each arm still undecided, up to 10, within what is left of the budget,
+per round for each arm still undecided, up to :data:`MAX_REPEATS`, within what is left
+of the budget (which counts the study's own steps too, :func:`spent`),
 shared out among the sweeps by their open claims.
 """
 

@@ -130,10 +130,10 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
     if claimed is None or len(runs.get(claimed, {})) < 2:
         return Verdict(section, claim, UNCLEAR, "the claimed arm has fewer than 2 runs")
     mine = runs[claimed]
-    others = {a: r for a, r in runs.items()
-              if a != claimed and p_greater_paired(mine, r) is not None}
+    below = {a: p_greater_paired(mine, r) for a, r in runs.items() if a != claimed}
+    others = {a: runs[a] for a, p in below.items() if p is not None}  # 2 pairs or more
     rival = max(others, key=lambda a: float(np.mean(list(others[a].values()))), default=None)
-    beaten = [a for a, r in others.items() if p_greater_paired(mine, r) < alpha]
+    beaten = [a for a in others if below[a] < alpha]
     above = holm([p_greater_paired(r, mine) for r in others.values()])
     evidence = (f"claimed {claimed}: {_shown(list(mine.values()))}; beats {len(beaten)} of "
                 f"{len(others)} other arms, paired by repeat" + (
