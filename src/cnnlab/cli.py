@@ -22,7 +22,9 @@ import click
 from cnnlab import __version__
 from cnnlab.config.files import load_config, reference
 from cnnlab.errors import CnnlabError, ConfigError, DataError, Interrupted
+from cnnlab.reproduce.sweeps import MAX_REPEATS as STUDY_MAX_REPEATS
 from cnnlab.runs.layout import REPORT_FILE, Status
+from cnnlab.sweep.repeats import MAX_REPEATS, MIN_REPEATS
 
 SET_HELP = "Override a config key, value read as YAML (repeatable): --set train.epochs=5"
 
@@ -249,7 +251,8 @@ def seed_options(most: int) -> Callable[[Callable[..., Any]], Callable[..., Any]
         )(command)
         return click.option(
             "--min-repeats", type=click.IntRange(min=2), default=None, metavar="N",
-            help="With --repeats auto: seeds every arm starts with (default 3).")(command)
+            help=f"With --repeats auto: seeds every arm starts with (default {MIN_REPEATS})."
+        )(command)
     return add
 TRUST_HELP = "Load a model that carries code (Lambda layers); only for trusted files."
 
@@ -411,9 +414,9 @@ def export(run_dir: str | None, fmt: str, out: str | None, trust_model: bool) ->
                    "measured here in each run's own CPU settings (takes a minute or two).")
 @click.option("--repeats", type=REPEATS, default=None, metavar="N|auto",
               help="Train each arm N times (seeds s..s+N-1, the same split); auto: "
-                   "3 seeds each, then one more per round for each arm still undecided "
-                   "(see docs/statistics.md); default: the sweep file's repeats, else 1.")
-@seed_options(most=10)
+                   f"{MIN_REPEATS} seeds each, then one more per round for each arm still "
+                   "undecided (see docs/statistics.md); default: the sweep file's repeats, else 1.")
+@seed_options(most=MAX_REPEATS)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: start no round of seeds that would take the sweep "
                    "past this time (e.g. 30m, 1h30m); what is open then is reported open.")
@@ -493,9 +496,10 @@ def _given_on_command_line(*names: str) -> list[str]:
 
 @main.command()
 @click.option("--repeats", type=REPEATS, default="auto", show_default=True, metavar="N|auto",
-              help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: 3 "
-                   "each, then one more per round for each arm still undecided, up to 20.")
-@seed_options(most=20)
+              help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: "
+                   f"{MIN_REPEATS} each, then one more per round for each arm still undecided, "
+                   f"up to {STUDY_MAX_REPEATS}.")
+@seed_options(most=STUDY_MAX_REPEATS)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: no round of extra seeds starts that would take the "
                    "study past this time, shared out among its sweeps (default 30m).")

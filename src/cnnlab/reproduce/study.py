@@ -37,6 +37,7 @@ from cnnlab.reproduce.sweeps import (
     BEST,
     DEPTH,
     GRID,
+    MAX_REPEATS,
     REGULARIZATION,
     STUDY_SWEEPS,
     TIMED_SWEEP,
@@ -57,9 +58,6 @@ PLAN_FILE = "reproduce.yaml"
 # and their numbers do not depend on the machine's core count.
 UNTIMED_SET = ("train.threads=1",)
 DEFAULT_BUDGET = "30m"  # the 15 min the throughput work aims at for 3 seeds, and as much again
-# With a budget, the budget rather than the maximum should end an open claim's seeds: a
-# 1-point difference needs about 15 paired seeds (docs/reproduce.md).
-MAX_REPEATS = 20
 
 
 @dataclass(frozen=True)

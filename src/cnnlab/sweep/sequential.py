@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cnnlab.runs.layout import Outcome
+from cnnlab.sweep import repeats
 from cnnlab.sweep.stats import MARGIN, compare
 
 WORSE, EQUIVALENT, BETTER, INCONCLUSIVE = (
@@ -48,8 +49,8 @@ class Design:
     maximum at once (its runs serve a test made elsewhere, at the end: a claim of
     ``cnnlab reproduce``), and the budget alone may stop it sooner."""
 
-    min_repeats: int = 3
-    max_repeats: int = 10
+    min_repeats: int = repeats.MIN_REPEATS
+    max_repeats: int = repeats.MAX_REPEATS
     alpha: float = 0.05
     margin: float = MARGIN
     race: bool = True
