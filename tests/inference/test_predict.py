@@ -140,6 +140,9 @@ def test_predict_prints_top_k_lines_and_json(trained: Path, test_split: dict,
         order = np.argsort(-reference)[:2]
         assert [found[1], found[3]] == [classes[i] for i in order]
         assert [float(found[2]), float(found[4])] == pytest.approx(reference[order], abs=6e-4)
+    # each image once, in its first place: a file given again, or inside a given folder
+    again = invoke("predict", trained, second, str(tmp_path), first)
+    assert [line.split(": ")[0] for line in again.stdout.splitlines()] == [str(second), str(first)]
     as_json = invoke("predict", trained, first, "--json")
     items = json.loads(as_json.stdout)
     assert [len(i["predictions"]) for i in items] == [3]  # default --top 3

@@ -67,7 +67,9 @@ def split_arguments(arguments: Sequence[str]) -> tuple[Path | None, list[Path]]:
 
 def image_files(inputs: Sequence[str | Path]) -> list[Path]:
     """The files to predict: each file as given, each folder's image files (by extension,
-    recursively, sorted). DataError for a missing path or a folder without images."""
+    recursively, sorted), each file once (a file also inside a given folder, or given
+    twice, keeps its first place). DataError for a missing path or a folder without
+    images."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
@@ -82,7 +84,10 @@ def image_files(inputs: Sequence[str | Path]) -> list[Path]:
         else:
             raise DataError(f"{item}: no such file or folder; give image files (PNG, JPEG) "
                             "or folders of them")
-    return files
+    first: dict[Path, Path] = {}
+    for path in files:
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
 
 
 def read_image(path: Path, input_shape: tuple[int, ...],
