@@ -39,7 +39,7 @@ def write_sweep(folder: Path, sample_archive: Path, cache_dir: Path) -> Path:
                      "close": {"train.learning_rate": 0.0031},
                      "far": {"train.learning_rate": 1e-6}},
         "set": {"data.path": str(sample_archive), "data.cache_dir": str(cache_dir),
-                "data.download": False, "data.train_size": 200, "data.val_size": 300,
+                "data.download": False, "data.train_size": 600, "data.val_size": 300,
                 "data.test_size": 100, "train.epochs": 2, "train.verbose": 0}}))
     return path
 
@@ -73,7 +73,7 @@ def test_dry_run_gives_the_least_and_the_most_runs_and_their_times(
     help_text = " ".join(CliRunner().invoke(main, ["sweep", "--help"]).output.split())
     assert f"at most (default {Design().max_repeats})" in help_text
     for runs, line in ((9, "9 runs at least"), (15, "15 runs at most")):
-        seconds = 3.0 + runs * (7 * 2 * 0.001 + 0.5 + 2.0)  # 7 steps (200 images, batch
+        seconds = 3.0 + runs * (19 * 2 * 0.001 + 0.5 + 2.0)  # 19 steps (600 images, batch
         # 32) x 2 epochs, the tracing and the rest of each run, after the workers' start
         assert (f"{line} in this sweep; estimated time on this machine with --jobs 1: about "
                 f"{format_duration(seconds)}") in plan.output

@@ -45,12 +45,20 @@ class Naive(seq.Design):
 @pytest.mark.parametrize(("arms", "draws", "design"), [
     (2, 2000, DESIGN), (4, 600, DESIGN),
     (2, 600, seq.Design(max_repeats=20)),  # cnnlab reproduce's default: 2.1 % of 2,000
+    (8, 300, DESIGN),  # 1.6 % of 1,500; split over arms - 1 alone: 5.6 %, 6.2 % at 12 arms
 ])
 def test_null_family_wise_error_within_nominal(arms, draws, design):
     outcomes, runs = simulate([0.5] * arms, draws, design)
     false = rate(outcomes, lambda o: seq.WORSE in o.values())  # better comes only with it
     assert false <= mc_bound(0.05, draws)
     assert runs > arms * seq.Design().min_repeats  # undecided arms were given more seeds
+
+
+def test_each_look_splits_its_share_over_every_pair_of_arms():
+    # the best by mean is chosen from the data: any pair may be the one found apart
+    share = DESIGN.spent(2) - DESIGN.spent(1)
+    assert DESIGN.level(2, 2) == pytest.approx(share)
+    assert DESIGN.level(2, 12) == pytest.approx(share / 66)
 
 
 def test_looking_every_round_without_spending_inflates_the_error():

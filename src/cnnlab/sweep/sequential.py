@@ -14,11 +14,14 @@ when every other arm is worse, else ``equivalent``. A decided arm gets no more s
 The level of each test keeps the family-wise error at ``alpha`` however many looks are
 taken: look ``k`` gets the increment of a Lan-DeMets Pocock-type spending function,
 ``alpha(t) = alpha * ln(1 + (e - 1) t)`` at information fraction ``t = n_k / n_max``,
-split evenly (Bonferroni) over the ``arms - 1`` comparisons. Using each increment as a
-look's own level is Bonferroni over the looks, valid whatever the correlation between
-them (conservative). Pocock's shape spends 42 % of alpha at 3 of 10 seeds, where the
-clear cases should stop; O'Brien-Fleming's would spend 0.07 % there, so that a t-test
-on 4 degrees of freedom could almost never stop an arm at the minimum.
+split evenly (Bonferroni) over the ``arms (arms - 1) / 2`` pairs of arms: an arm found
+worse than the best by mean, itself chosen from the data, makes some pair found apart
+(split over the ``arms - 1`` comparisons alone, the error grows with the arms:
+docs/statistics.md). Using each increment as a look's own level is Bonferroni over the
+looks, valid whatever the correlation between them (conservative). Pocock's shape spends
+42 % of alpha at 3 of 10 seeds, where the clear cases should stop; O'Brien-Fleming's
+would spend 0.07 % there, so that a t-test on 4 degrees of freedom could almost never
+stop an arm at the minimum.
 
 Everything here is a function of the arms' values: :func:`replay` recomputes every
 look from the values of the runs that ended, so a resumed sweep takes the same
@@ -67,8 +70,11 @@ class Design:
         return self.alpha * math.log(1 + (math.e - 1) * t)
 
     def level(self, look: int, arms: int) -> float:
-        """The level of each comparison at ``look`` among ``arms`` arms."""
-        return (self.spent(look) - self.spent(look - 1)) / max(1, arms - 1)
+        """The level of each comparison at ``look`` among ``arms`` arms: the look's share
+        of alpha over every pair of arms, since the arm each is compared with is the best
+        by mean, chosen after the fact (over ``arms - 1`` alone the error grows with the
+        arms: docs/statistics.md)."""
+        return (self.spent(look) - self.spent(look - 1)) / max(1, arms * (arms - 1) // 2)
 
 
 @dataclass(frozen=True)
