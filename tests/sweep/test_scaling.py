@@ -38,13 +38,13 @@ def tiny_sweep(path: Path, sample_archive: Path, cache_dir: Path, **extra: objec
     return path
 
 
-def ray_sweep_training(sweep_file: Path, folder: Path) -> subprocess.Popen:
-    """``cnnlab sweep --backend ray`` into ``folder/sweep``, returned once its first run
-    is training (its history.csv exists)."""
+def ray_sweep_training(sweep_file: Path, folder: Path, *extra: str) -> subprocess.Popen:
+    """``cnnlab sweep --backend ray`` (and ``extra``) into ``folder/sweep``, returned once
+    its first run is training (its history.csv exists)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out", "sweep",
-         "--backend", "ray"], cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True)
+         "--backend", "ray", *extra], cwd=folder, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
     history = folder / "sweep" / "001-learning_rate=0.01" / "history.csv"
     deadline = time.monotonic() + 240
     while not history.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -163,29 +163,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def test_joining_a_running_cluster_with_address(tmp_path: Path, sample_archive: Path,
-                                                cache_dir: Path, ray_installed) -> None:
-    port = free_port()
-    started = subprocess.run(
-        ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-        capture_output=True, text=True, timeout=120)
-    assert started.returncode == 0, started.stderr
-    try:
-        sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
-        joined = subprocess.run(  # a fresh process, as a user's shell starts it
-            [sys.executable, "-m", "cnnlab", "sweep", str(sweep_file), "--out",
-             str(tmp_path / "joined"), "--backend", "ray", "--address", f"127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=300)
-    finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
-    assert joined.returncode == 0, joined.stdout + joined.stderr
-    assert f"ray: joined the cluster at 127.0.0.1:{port}" in joined.stdout
-    assert [r["status"] for r in rows(tmp_path / "joined").values()] == ["finished"] * 2
-    nodes = [r["node"] for r in rows(tmp_path / "joined").values()]
-    assert all(n.startswith(f"{socket.gethostname()} (ray node ") for n in nodes), nodes
-
-
 def test_an_unreachable_cluster_is_one_line_within_seconds(tmp_path: Path, sample_archive: Path,
                                                            cache_dir: Path, ray_installed) -> None:
     sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir)
@@ -213,23 +190,36 @@ def test_ray_options_without_the_ray_backend_are_refused(tmp_path: Path, sample_
     assert not (tmp_path / "o").exists()
 
 
-def test_a_ray_worker_killed_mid_run_is_recorded_and_retried(
+def test_a_worker_of_a_joined_cluster_killed_mid_run_is_recorded_and_retried(
         tmp_path: Path, sample_archive: Path, cache_dir: Path, ray_installed) -> None:
-    sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir,
-                            axes={"train.learning_rate": [0.01]},
-                            set={"data.path": str(sample_archive),
-                                 "data.cache_dir": str(cache_dir), "data.download": False,
-                                 "data.train_size": 1000, "data.val_size": 100,
-                                 "data.test_size": 100, "train.epochs": 6,
-                                 "train.verbose": 0, "train.batch_size": 8})
-    process = ray_sweep_training(sweep_file, tmp_path)
-    workers = subprocess.run(["pgrep", "-f", "ray::train_task"], capture_output=True,
-                             text=True).stdout.split()
-    assert len(workers) == 1
-    subprocess.run(["kill", "-9", workers[0]], check=True)
-    stdout, stderr = process.communicate(timeout=300)
+    # one cluster start for both: joining with --address, and a worker's death
+    port = free_port()
+    started = subprocess.run(
+        ["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+         "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+        capture_output=True, text=True, timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        sweep_file = tiny_sweep(tmp_path / "scale.yaml", sample_archive, cache_dir,
+                                axes={"train.learning_rate": [0.01]},
+                                set={"data.path": str(sample_archive),
+                                     "data.cache_dir": str(cache_dir), "data.download": False,
+                                     "data.train_size": 1000, "data.val_size": 100,
+                                     "data.test_size": 100, "train.epochs": 6,
+                                     "train.verbose": 0, "train.batch_size": 8})
+        process = ray_sweep_training(sweep_file, tmp_path, "--address", f"127.0.0.1:{port}")
+        workers = subprocess.run(["pgrep", "-f", "ray::train_task"], capture_output=True,
+                                 text=True).stdout.split()
+        assert len(workers) == 1
+        subprocess.run(["kill", "-9", workers[0]], check=True)
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
     assert process.returncode == 0, stdout + stderr
+    assert f"ray: joined the cluster at 127.0.0.1:{port}" in stdout
     assert "failed (" in stdout and "retrying once" in stdout, stdout
     failures = json.loads((tmp_path / "sweep" / "failures.json").read_text())
     assert [(f["run"], f["attempt"]) for f in failures] == [("001-learning_rate=0.01", 1)]
-    assert rows(tmp_path / "sweep")["001-learning_rate=0.01"]["status"] == "finished"
+    row = rows(tmp_path / "sweep")["001-learning_rate=0.01"]
+    assert row["status"] == "finished"
+    assert row["node"].startswith(f"{socket.gethostname()} (ray node "), row["node"]
