@@ -14,14 +14,13 @@ when every other arm is worse, else ``equivalent``. A decided arm gets no more s
 The level of each test keeps the family-wise error at ``alpha`` however many looks are
 taken: look ``k`` gets the increment of a Lan-DeMets Pocock-type spending function,
 ``alpha(t) = alpha * ln(1 + (e - 1) t)`` at information fraction ``t = n_k / n_max``,
-split evenly (Bonferroni) over the ``arms (arms - 1) / 2`` pairs of arms: an arm found
-worse than the best by mean, itself chosen from the data, makes some pair found apart
-(split over the ``arms - 1`` comparisons alone, the error grows with the arms:
-docs/statistics.md). Using each increment as a look's own level is Bonferroni over the
-looks, valid whatever the correlation between them (conservative). Pocock's shape spends
-42 % of alpha at 3 of 10 seeds, where the clear cases should stop; O'Brien-Fleming's
-would spend 0.07 % there, so that a t-test on 4 degrees of freedom could almost never
-stop an arm at the minimum.
+times one factor per design calibrated on simulated null races
+(:func:`calibrated_factor`): Bonferroni over looks and arms would ignore that the looks
+share their seeds (conservative with few arms) and miss that the best arm is chosen
+from the same data (over ``alpha`` with many). Pocock's shape spends 42 % of alpha at
+3 of 10 seeds, where the clear cases should stop; O'Brien-Fleming's would spend 0.07 %
+there, so that a t-test on 4 degrees of freedom could almost never stop an arm at the
+minimum.
 
 Everything here is a function of the arms' values: :func:`replay` recomputes every
 look from the values of the runs that ended, so a resumed sweep takes the same
