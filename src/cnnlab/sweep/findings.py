@@ -174,8 +174,8 @@ def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float 
                  f"({max_repeats} seeds) would take {full}: {full - used} runs saved.")
     lines.append("Decisions: after every round each open arm against the best by mean, "
                  f"Welch's t-test (worse) and TOST (equivalent within ±{margin:g}), each at the "
-                 "round's share of 5 % (Pocock-type alpha spending, split over every pair of "
-                 "arms); see docs/statistics.md.")
+                 "round's share of 5 % (Pocock-type alpha spending), times a factor calibrated "
+                 "on simulated races of as many arms; see docs/statistics.md.")
     return lines
 
 
