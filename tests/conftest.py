@@ -33,25 +33,6 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-# --- order: the longest files first ---------------------------------------------------
-
-# pytest-xdist (--dist loadfile --no-loadscope-reorder) hands whole files to the two
-# workers in collection order: the files with the longest end-to-end runs go first, so
-# that neither worker is left alone with one at the end.
-LONGEST_FIRST = ("reproduce/test_reproduce.py", "sweep/test_scaling.py",
-                 "sweep/search/test_search.py", "sweep/test_jobs.py", "sweep/test_adaptive.py",
-                 "training/test_training.py", "runs/test_disk.py", "data/test_concurrency.py",
-                 "training/test_runtime.py", "test_fuzz.py")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        path = item.path.relative_to(REPO / "tests").as_posix()
-        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: the order within a file, and among the rest, stays
-
-
 # --- skips: a clear reason outside CI, a failure in CI --------------------------------
 
 
