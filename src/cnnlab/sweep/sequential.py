@@ -36,11 +36,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from cnnlab.runs.layout import Outcome
 from cnnlab.sweep import repeats
-from cnnlab.sweep.stats import MARGIN, SEED, compare
+from cnnlab.sweep.stats import MARGIN, SEED, compare, smallest_p_against_best
 
 WORSE, EQUIVALENT, BETTER, INCONCLUSIVE = (
     Outcome.WORSE, Outcome.EQUIVALENT, Outcome.BETTER, Outcome.INCONCLUSIVE)
@@ -74,12 +73,15 @@ class Design:
         t = min(1.0, (self.min_repeats + look) / self.max_repeats)
         return self.alpha * math.log(1 + (math.e - 1) * t)
 
+    def increment(self, look: int) -> float:
+        """Alpha spent at look ``look`` alone."""
+        return self.spent(look) - self.spent(look - 1)
+
     def level(self, look: int, arms: int) -> float:
         """The level of each comparison at ``look`` among ``arms`` arms: the look's
         increment of alpha times this design's factor (:func:`calibrated_factor`)."""
-        increment = self.spent(look) - self.spent(look - 1)
-        return increment * calibrated_factor(arms, self.min_repeats, self.max_repeats,
-                                             self.alpha)
+        return self.increment(look) * calibrated_factor(arms, self.min_repeats,
+                                                        self.max_repeats, self.alpha)
 
 
 @functools.lru_cache(maxsize=64)
@@ -94,9 +96,8 @@ def calibrated_factor(arms: int, min_repeats: int, max_repeats: int, alpha: floa
     seeds, and the best arm is chosen from the same data."""
     if arms < 2:
         return 1.0
-    spent = Design(min_repeats, max_repeats, alpha).spent
-    increments = np.array([spent(k) - spent(k - 1)
-                           for k in range(max_repeats - min_repeats + 1)])
+    design = Design(min_repeats, max_repeats, alpha)
+    increments = np.array([design.increment(k) for k in range(design.looks)])
     # the quantile two Monte Carlo standard errors under alpha: the error at the factor
     # found stays under alpha whatever the simulation's own noise (97.5 % one-sided)
     share = alpha - 2 * math.sqrt(alpha * (1 - alpha) / RACES)
@@ -127,14 +128,8 @@ def _null_smallest_p(arms: int, min_repeats: int, max_repeats: int, spread: floa
             continue
         means = sums / n
         errors = (squares - n * means**2) / (n - 1) / n  # squared standard errors
-        best = np.argmax(means, axis=1)[:, None]
-        best_mean = np.take_along_axis(means, best, axis=1)
-        best_error = np.take_along_axis(errors, best, axis=1)
-        se = np.sqrt(errors + best_error)
-        df = se**4 * (n - 1) / (errors**2 + best_error**2)
-        p = 2 * scipy_stats.t.sf((best_mean - means) / se, df)
-        np.put_along_axis(p, best, 1.0, axis=1)
-        smallest.append(p.min(axis=1))
+        # two-sided: the best by mean is above every other arm
+        smallest.append(2 * smallest_p_against_best(means, errors, np.full(arms, float(n))))
     return np.stack(smallest, axis=1)
 
 

@@ -127,15 +127,21 @@ def _null_min_p(sizes: tuple[int, ...]) -> np.ndarray:
     for j, n in enumerate(sizes):
         draws = rng.normal(size=(SIMULATIONS, n))
         means[:, j], errors[:, j] = draws.mean(axis=1), draws.var(axis=1, ddof=1) / n
-    size = np.array(sizes, dtype=float)
-    best = np.argmax(means, axis=1)
-    rows = np.arange(SIMULATIONS)
-    mb, eb, nb = means[rows, best][:, None], errors[rows, best][:, None], size[best][:, None]
+    return np.sort(smallest_p_against_best(means, errors, np.array(sizes, dtype=float)))
+
+
+def smallest_p_against_best(means: np.ndarray, errors: np.ndarray, sizes: np.ndarray
+                            ) -> np.ndarray:
+    """Each simulated sweep's smallest one-sided Welch p of "worse than the best by mean"
+    (``means``, squared standard ``errors``: sweeps x arms; ``sizes``: each arm's values)."""
+    best = np.argmax(means, axis=1)[:, None]
+    mb, eb = (np.take_along_axis(a, best, axis=1) for a in (means, errors))
+    nb = sizes[best]
     se = np.sqrt(eb + errors)
-    df = se**4 / (eb**2 / (nb - 1) + errors**2 / (size - 1))
+    df = se**4 / (eb**2 / (nb - 1) + errors**2 / (sizes - 1))
     p = scipy_stats.t.sf((mb - means) / se, df)
-    p[rows, best] = 1.0
-    return np.sort(p.min(axis=1))
+    np.put_along_axis(p, best, 1.0, axis=1)
+    return p.min(axis=1)
 
 
 def worse_than_best(best: Sequence[float], others: Sequence[Sequence[float]],
