@@ -11,15 +11,17 @@ folder under the study's folder and resumes like any sweep.
 By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
 first every sweep gets its minimum seeds (3 per arm: the 3-seed study, judged whatever
 comes next); then the sweeps of the claims still "not distinguishable" get one more seed
-per round for each arm still undecided, up to :data:`MAX_REPEATS`, within what is left
-of the budget (which counts the study's own steps too, :func:`spent`),
-shared out among the sweeps by their open claims.
+per round for each arm still undecided, up to the seeds a power analysis of the minimum
+seeds says would decide the claim (none where that is more than :data:`MAX_REPEATS`),
+within what is left of the budget (which counts the study's own steps too,
+:func:`spent`), shared out among the sweeps by their open claims.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -104,6 +106,12 @@ class Study:
                                              "max_repeats": design.max_repeats} if design else {}),
                 "set": list(self.overrides), "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
+
+    def capped(self, name: str, seeds: int) -> Sweep:
+        """Sweep ``name`` with at most ``seeds`` seeds per arm (its second pass)."""
+        sweep = self.sweep(name)
+        return dataclasses.replace(sweep, adaptive=dataclasses.replace(
+            sweep.adaptive, max_repeats=min(seeds, sweep.adaptive.max_repeats)))
 
     def budget_of(self, sweep: str, root: Path, among: dict[str, int]) -> float | None:
         """The budget of sweep ``sweep``'s extra seeds: the time it spent so far, and its
@@ -260,11 +268,12 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
         draw_figures(study, root, log)  # now, inside the budget: they need no more seeds
         wanted = open_claims(study, root)
         log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
-            + (f" ({', '.join(wanted)}): more seeds for their open arms" if wanted else ""))
-        for number, name in enumerate(wanted):
+            + (f" ({', '.join(f'{n}: up to {w.seeds} seeds' for n, w in wanted.items())}): "
+               "more seeds for their open arms" if wanted else ""))
+        for number, (name, want) in enumerate(wanted.items()):
             own_time.save()
-            rest = dict(list(wanted.items())[number:])
-            run_one(study.sweep(name), f"more seeds {number + 1}/{len(wanted)}",
+            rest = {n: w.claims for n, w in list(wanted.items())[number:]}
+            run_one(study.capped(name, want.seeds), f"more seeds {number + 1}/{len(wanted)}",
                     study.budget_of(name, root, rest))
     finish(study, root, log)
     if adaptive:
@@ -364,18 +373,43 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test, with
     the seeds its sweep's arms took."""
-    return [dataclasses.replace(v, seeds=seeds_used(root, name)) for name, v in claims(study, root)]
+    return [dataclasses.replace(v, seeds=seeds_used(root, name) + _needed_text(v))
+            for name, v in claims(study, root)]
 
 
-def open_claims(study: Study, root: Path) -> dict[str, int]:
-    """The sweeps, in study order, whose claims more seeds may decide, with how many:
-    the claims not distinguishable after the minimum seeds (judged on those runs alone,
-    so that a resumed study decides the same), unless more seeds cannot decide them
-    (runs too short to show over-fitting; class claims bounded by their test images)."""
-    found: dict[str, int] = {}
+def _needed_text(v: verdicts.Verdict) -> str:
+    """What more seeds would do for an open claim, from its power analysis."""
+    if v.verdict != verdicts.UNCLEAR or v.seeds_needed is None:
+        return ""
+    if v.seeds_needed == math.inf:
+        return "; open: no number of seeds would decide it at the effect seen"
+    return (f"; open: about {v.seeds_needed:.0f} seeds per arm would decide it "
+            f"(80 % power at the effect and spread seen)")
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A sweep's open claims that more seeds may decide, and the seeds per arm to give
+    it: what its claims' power analyses ask for, at most the maximum."""
+
+    claims: int
+    seeds: int
+
+
+def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
+    """The sweeps, in study order, whose claims more seeds may decide: the claims not
+    distinguishable after the minimum seeds (judged on those runs alone, so that a
+    resumed study decides the same) that a power analysis of those runs says the
+    maximum seeds would decide (:attr:`verdicts.Verdict.seeds_needed`; not: a near-tie,
+    runs too short to show over-fitting, class claims bounded by their test images)."""
+    design = study.sweeps[0].adaptive
+    found: dict[str, Wanted] = {}
     for name, v in claims(study, root, _minimum_ids(study)):
-        if v.verdict == verdicts.UNCLEAR and v.seeds_may_decide:
-            found[name] = found.get(name, 0) + 1
+        needed = design.max_repeats if v.seeds_needed is None else v.seeds_needed
+        if v.verdict == verdicts.UNCLEAR and needed <= design.max_repeats:
+            seeds = max(design.min_repeats + 1, math.ceil(needed))
+            old = found.get(name, Wanted(0, 0))
+            found[name] = Wanted(old.claims + 1, max(old.seeds, seeds))
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
 
 

@@ -31,6 +31,7 @@ from cnnlab.sweep.stats import (
     is_number,
     p_greater,
     p_greater_paired,
+    seeds_to_decide,
 )
 from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE, PATIENCE
 
@@ -47,7 +48,14 @@ class Verdict:
     evidence: str
     metric: str = "test accuracy"  # what the test was run on
     seeds: str = ""  # the seeds the claim's arms took
-    seeds_may_decide: bool = True  # False: more seeds cannot (runs too short, image noise)
+    # seeds per arm that would decide it with 80 % power if its effect and spread stay as
+    # seen (stats.seeds_to_decide); inf: none would (runs too short, image noise); None:
+    # the test gives no estimate
+    seeds_needed: float | None = None
+
+    @property
+    def seeds_may_decide(self) -> bool:
+        return self.seeds_needed != math.inf
 
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:
@@ -92,7 +100,19 @@ def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Ver
         return Verdict("3", claim, HOLDS, evidence + " (an inner size beats both ends)")
     if any(all(_beats(arms[end], arms[b], alpha / 2) for b in inner) for end in (first, last)):
         return Verdict("3", claim, FAILS, evidence + " (an end beats every inner size)")
-    return Verdict("3", claim, UNCLEAR, evidence)
+    needed = min(max(_seeds_to_beat(arms[peak], arms[end], level) for end in (first, last)),
+                 *(max(_seeds_to_beat(arms[end], arms[b], alpha / 2) for b in inner)
+                   for end in (first, last)))
+    return Verdict("3", claim, UNCLEAR, evidence, seeds_needed=needed)
+
+
+def _seeds_to_beat(a: Sequence[float], b: Sequence[float], level: float) -> float:
+    """Seeds per arm at which :func:`_beats` would show ``a`` above ``b`` with 80 %
+    power, if their means and spreads stay as seen (inf with fewer than 2 values)."""
+    if len(a) < 2 or len(b) < 2:
+        return math.inf
+    spread = math.sqrt(float(np.var(a, ddof=1) + np.var(b, ddof=1)))
+    return seeds_to_decide(float(np.mean(a) - np.mean(b)), spread, level)
 
 
 def _beats(a: Sequence[float], b: Sequence[float], level: float) -> bool:
@@ -143,7 +163,16 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
         return Verdict(section, claim, HOLDS, evidence)
     if any(p is not None and p < alpha for p in above):
         return Verdict(section, claim, FAILS, evidence + " (an arm is better)")
-    return Verdict(section, claim, UNCLEAR, evidence)
+    needed = min(max((_paired_seeds(mine, r, alpha) for r in others.values()), default=math.inf),
+                 *(_paired_seeds(r, mine, alpha / len(others)) for r in others.values()))
+    return Verdict(section, claim, UNCLEAR, evidence, seeds_needed=needed)
+
+
+def _paired_seeds(a: dict[int, float], b: dict[int, float], level: float) -> float:
+    """Seeds per arm at which the paired one-sided test at ``level`` would show ``a``
+    above ``b`` with 80 % power, if their mean difference and its spread stay as seen."""
+    diff = np.array([a[k] - b[k] for k in a.keys() & b.keys()])
+    return seeds_to_decide(float(diff.mean()), float(diff.std(ddof=1)), level)
 
 
 def _finished(rows: Rows, arm_name: str) -> list[dict[str, Any]]:
@@ -177,12 +206,18 @@ def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, cl
     found, evidence = overfits(rows, arm_name, epochs, alpha)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
     return Verdict(section, claim, verdict, evidence, "over-fitting onset per run",
-                   seeds_may_decide=not _too_short(epochs))
+                   seeds_needed=_never_if_short(epochs))
 
 
 def _too_short(epochs: int | None) -> bool:
     """Runs of ``epochs`` cannot show an over-fitting onset, however many."""
     return epochs is not None and epochs <= PATIENCE
+
+
+def _never_if_short(epochs: int | None) -> float | None:
+    """The seeds a section-7 claim needs: none would do with runs too short, else no
+    estimate (its binomial test has none)."""
+    return math.inf if _too_short(epochs) else None
 
 
 def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
@@ -201,7 +236,7 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
     if not base:
         return Verdict(section, claim, UNCLEAR, evidence + f" ({reference} is not shown to "
                        "over-fit here, so a remedy cannot be judged)", metric,
-                       seeds_may_decide=not _too_short(epochs))
+                       seeds_needed=_never_if_short(epochs))
     outcome = compare(rise[arm_name], rise[reference], higher_is_better=False,
                       margin=RISE_MARGIN, alpha=alpha)
     if outcome == Outcome.BETTER and own is not True:
@@ -225,19 +260,22 @@ class Recalls:
     def mean(self) -> np.ndarray:
         return self.runs.mean(axis=0)
 
-    def without_seed_noise(self) -> Recalls:
-        """The same means as if from endless seeds: the pool's image noise alone."""
-        return Recalls(self.runs.mean(axis=0, keepdims=True), self.images)
+    def noise(self, weights: np.ndarray) -> tuple[float, float]:
+        """The variance of one run's ``runs @ weights`` (a class, or a difference of
+        two) from run to run, and the pool's image noise in its mean (binomial, once for
+        all runs: more seeds do not average it out)."""
+        combined = self.runs @ weights
+        per_run = float(combined.var(ddof=1)) if len(combined) > 1 else 0.0
+        p = np.clip(self.mean, 0.0, 1.0)
+        return per_run, float(np.sum(weights ** 2 * p * (1 - p) / self.images))
 
     def variance(self, weights: np.ndarray) -> tuple[float, float]:
-        """The variance of the mean of ``runs @ weights`` (a class, or a difference of
-        two): seed noise from the runs' spread, plus the pool's image noise (binomial,
-        once for all runs), and the degrees of freedom of the sum (Satterthwaite)."""
-        combined = self.runs @ weights
-        count = len(combined)
-        seeds = float(combined.var(ddof=1)) / count if count > 1 else 0.0
-        p = np.clip(self.mean, 0.0, 1.0)
-        images = float(np.sum(weights ** 2 * p * (1 - p) / self.images))
+        """The variance of the mean of ``runs @ weights``: seed noise from the runs'
+        spread plus the pool's image noise (:meth:`noise`), and the degrees of freedom
+        of the sum (Satterthwaite)."""
+        per_run, images = self.noise(weights)
+        count = len(self.runs)
+        seeds = per_run / count
         total = seeds + images
         freedom = total ** 2 * (count - 1) / seeds ** 2 if seeds > 0 else math.inf
         return total, freedom
@@ -277,11 +315,16 @@ def _recall_text(found: Recalls, names: Sequence[str], order: Sequence[int]) -> 
     return ", ".join(texts)
 
 
+def _difference(found: Recalls, a: int, b: int) -> np.ndarray:
+    weights = np.zeros(found.runs.shape[1])
+    weights[a], weights[b] = 1.0, -1.0
+    return weights
+
+
 def _above(found: Recalls, a: int, b: int, level: float) -> bool:
     """Class ``a``'s recall above ``b``'s: one-sided t-test of the mean difference (paired
     by run) at ``level``, its variance the runs' spread plus the pool's image noise."""
-    weights = np.zeros(found.runs.shape[1])
-    weights[a], weights[b] = 1.0, -1.0
+    weights = _difference(found, a, b)
     total, freedom = found.variance(weights)
     difference = float(found.mean @ weights)
     if total <= 0:
@@ -298,9 +341,9 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -found.mean[i])[:3]
     evidence = "mean recall, top 3: " + _recall_text(found, names, order)
-    verdict, seeds_may_decide = _ordered(found, [(me, i) for i in others], alpha)
+    verdict, needed = _ordered(found, [(me, i) for i in others], alpha)
     return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict, evidence,
-                   "per-class recall (test set)", seeds_may_decide=seeds_may_decide)
+                   "per-class recall (test set)", seeds_needed=needed)
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
@@ -316,26 +359,32 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
     lowest = sorted(range(len(names)), key=lambda i: found.mean[i])[:len(claimed)]
     evidence = ("lowest mean recall: " + _recall_text(found, names, lowest)
                 + f"; most confused pair: {_top_pair(matrices, names, pool)}")
-    verdict, seeds_may_decide = _ordered(found, [(j, i) for i in mine for j in rest], alpha)
+    verdict, needed = _ordered(found, [(j, i) for i in mine for j in rest], alpha)
     return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict,
-                   evidence, "per-class recall (test set)", seeds_may_decide=seeds_may_decide)
+                   evidence, "per-class recall (test set)", seeds_needed=needed)
 
 
 def _ordered(found: Recalls, pairs: Sequence[tuple[int, int]], alpha: float
-             ) -> tuple[str, bool]:
+             ) -> tuple[str, float | None]:
     """The verdict on "class ``a``'s recall is above ``b``'s" for every ``(a, b)`` of
     ``pairs``: holds when each is shown, does not hold when one is shown the other way
-    round (Bonferroni over the pairs); and whether more seeds could decide it (it would
-    be decided without seed noise)."""
+    round (Bonferroni over the pairs); and, open, the seeds that would decide it
+    (inf where the pool's image noise alone keeps it open)."""
+    if all(_above(found, a, b, alpha) for a, b in pairs):
+        return HOLDS, None
+    if any(_above(found, b, a, alpha / len(pairs)) for a, b in pairs):
+        return FAILS, None
+    holds = max(_seeds_above(found, a, b, alpha) for a, b in pairs)
+    return UNCLEAR, min(holds, *(_seeds_above(found, b, a, alpha / len(pairs))
+                                 for a, b in pairs))
 
-    def verdict(judged: Recalls) -> str:
-        if all(_above(judged, a, b, alpha) for a, b in pairs):
-            return HOLDS
-        if any(_above(judged, b, a, alpha / len(pairs)) for a, b in pairs):
-            return FAILS
-        return UNCLEAR
 
-    return verdict(found), verdict(found.without_seed_noise()) != UNCLEAR
+def _seeds_above(found: Recalls, a: int, b: int, level: float) -> float:
+    """Seeds at which :func:`_above` would show ``a`` above ``b`` with 80 % power, if
+    the mean difference and the runs' spread stay as seen."""
+    weights = _difference(found, a, b)
+    per_run, images = found.noise(weights)
+    return seeds_to_decide(float(found.mean @ weights), math.sqrt(per_run), level, images)
 
 
 def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],

@@ -33,6 +33,7 @@ TESTED = "test_accuracy"  # what claims are tested on; validation only selects
 SEED = 0  # of every resampling and simulation, so the same numbers give the same answer
 BOOTSTRAP = 2000
 SIMULATIONS = 10_000
+MOST_SEEDS = 1000  # seeds_to_decide looks no further: more is "never" in practice
 
 
 def describe(values: Sequence[float]) -> dict[str, float | None]:
@@ -192,6 +193,30 @@ def detectable_difference(std: float, n: int, alpha: float = ALPHA,
         return float(scipy_stats.nct.sf(critical, df, delta / se)) - power
 
     return float(brentq(shortfall, 0.0, 30 * se))
+
+
+def seeds_to_decide(difference: float, spread: float, level: float, fixed: float = 0.0,
+                    power: float = POWER) -> float:
+    """The fewest seeds at which a one-sided t-test at ``level`` finds a true mean
+    difference ``difference`` (> 0) with probability ``power``, when the variance of the
+    estimate is ``spread**2 / n + fixed`` (``fixed``: noise more seeds do not average
+    out, such as a shared test pool's); ``inf`` when no number up to :data:`MOST_SEEDS`
+    does, or the difference is not positive. The power analysis from a pilot of Colas
+    et al. (2018): the t quantiles on n - 1 degrees of freedom (conservative for Welch)."""
+    if not difference > 0:
+        return math.inf
+    n, needed = _t_sums(level, power)
+    with np.errstate(divide="ignore"):
+        reached = difference / np.sqrt(spread**2 / n + fixed) >= needed
+    return float(n[np.argmax(reached)]) if reached.any() else math.inf
+
+
+@functools.lru_cache(maxsize=64)
+def _t_sums(level: float, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Seeds 2..:data:`MOST_SEEDS`, and the sum of the t quantiles of ``level`` and
+    ``power`` on their degrees of freedom."""
+    n = np.arange(2, MOST_SEEDS + 1)
+    return n, scipy_stats.t.ppf(1 - level, n - 1) + scipy_stats.t.ppf(power, n - 1)
 
 
 def worst_value(metric: str, rows: Sequence[dict[str, Any]], classes: int) -> float | None:
