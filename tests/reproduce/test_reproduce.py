@@ -100,6 +100,11 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     assert "regularization" in unclear - set(still) and set(still) == fundable
     depth = next(line for line in claims if "Three conv blocks" in line)
     assert "**not distinguishable**" not in depth or "; open: " in depth
+    for name, v in judged:  # a second pass's arms stop at the seeds it was given
+        line = next(line for line in claims if v.claim in line)
+        assert ("at the 2 seeds of its second pass" in line) == (
+            name in still and "max_repeats" in {
+                r["stopped"] for r in storage.read_csv(out / name / "summary.csv")})
     assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
     assert output.count("=== reproduce more seeds") == len(still)

@@ -4,6 +4,7 @@ studies (no training; figures in docs/statistics.md)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -137,9 +138,9 @@ def test_section7_calibration() -> None:
     short = reg_rows(rng, {"none": (0.0, 0.0)})  # 2-epoch runs: the detector cannot fire
     judged = verdicts.overfitting_seen(short, "none", True, "7", "c", epochs=2)
     assert judged.verdict == UNCLEAR and "too short to tell" in judged.evidence
-    assert not judged.seeds_may_decide  # a second pass would waste its seeds on it
-    assert not verdicts.remedy(short, "l2", "none", "7", "c", epochs=2).seeds_may_decide
-    assert verdicts.overfitting_seen(short, "none", True, "7", "c", epochs=20).seeds_may_decide
+    assert judged.seeds_needed == math.inf  # a second pass would waste its seeds on it
+    assert verdicts.remedy(short, "l2", "none", "7", "c", epochs=2).seeds_needed == math.inf
+    assert verdicts.overfitting_seen(short, "none", True, "7", "c", epochs=20).seeds_needed is None
 
 
 def confusions(rng: np.random.Generator, recalls: Sequence[float], runs: int = 3,
@@ -173,20 +174,20 @@ def test_class_verdicts_rules() -> None:
 
 
 def test_class_claims_say_whether_more_seeds_could_decide_them() -> None:
-    """Without seed noise (the runs' mean, the pool's image noise alone): a tie stays
-    open, so more seeds cannot decide it; a 10-point lead over a large pool would be
-    decided, so two noisy runs that leave it open call for more."""
+    """The class claims' power analysis: a tie stays open whatever the seeds; a 10-point
+    lead over a large pool that two noisy runs leave open asks for a few more; a class
+    2 points from the claimed ones, with the pool's image noise alone, for none."""
     rng = np.random.default_rng(9)
     tie = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
     shared = verdicts.best_recognised(confusions(rng, tie), NAMES, "horse")
-    assert shared.verdict == UNCLEAR and not shared.seeds_may_decide
+    assert shared.verdict == UNCLEAR and shared.seeds_needed == math.inf
     noisy = [matrix for horse in (.95, .85) for matrix in confusions(
         rng, [.6, .6, .4, .3, .5, .4, .6, horse, .8, .6], runs=1)]  # 10 points ahead
     judged = verdicts.best_recognised(noisy, NAMES, "horse", pool=20_000)
-    assert judged.verdict == UNCLEAR and judged.seeds_may_decide
+    assert judged.verdict == UNCLEAR and judged.seeds_needed < 20
     deer_as_low = [.6, .6, .4, .3, .41, .4, .6, .8, .8, .6]
     confused = verdicts.most_confused(confusions(rng, deer_as_low), NAMES, ("bird", "cat", "dog"))
-    assert confused.verdict == UNCLEAR and not confused.seeds_may_decide
+    assert confused.verdict == UNCLEAR and confused.seeds_needed == math.inf
 
 
 @pytest.mark.parametrize(("gap", "most"), [(0.0, 0.05), (0.01, 0.2)])

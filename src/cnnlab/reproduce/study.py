@@ -45,7 +45,7 @@ from cnnlab.reproduce.sweeps import (
     TIMED_SWEEP,
 )
 from cnnlab.runs import layout, load, storage
-from cnnlab.sweep import results
+from cnnlab.sweep import results, sequential
 from cnnlab.sweep import runner as sweep_runner
 from cnnlab.sweep import seeds as adaptive_seeds
 from cnnlab.sweep.executors import LocalOptions
@@ -111,7 +111,7 @@ class Study:
         """Sweep ``name`` with at most ``seeds`` seeds per arm (its second pass)."""
         sweep = self.sweep(name)
         return dataclasses.replace(sweep, adaptive=dataclasses.replace(
-            sweep.adaptive, max_repeats=min(seeds, sweep.adaptive.max_repeats)))
+            sweep.adaptive, max_repeats=seeds))
 
     def budget_of(self, sweep: str, root: Path, among: dict[str, int]) -> float | None:
         """The budget of sweep ``sweep``'s extra seeds: the time it spent so far, and its
@@ -373,8 +373,9 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test, with
     the seeds its sweep's arms took."""
-    return [dataclasses.replace(v, seeds=seeds_used(root, name) + _needed_text(v))
-            for name, v in claims(study, root)]
+    wanted = open_claims(study, root) if study.two_passes else {}
+    return [dataclasses.replace(v, seeds=seeds_used(root, name, wanted.get(name))
+                                + _needed_text(v)) for name, v in claims(study, root)]
 
 
 def _needed_text(v: verdicts.Verdict) -> str:
@@ -407,7 +408,7 @@ def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
     for name, v in claims(study, root, _minimum_ids(study)):
         needed = design.max_repeats if v.seeds_needed is None else v.seeds_needed
         if v.verdict == verdicts.UNCLEAR and needed <= design.max_repeats:
-            seeds = max(design.min_repeats + 1, math.ceil(needed))
+            seeds = min(design.max_repeats, max(design.min_repeats + 1, math.ceil(needed)))
             old = found.get(name, Wanted(0, 0))
             found[name] = Wanted(old.claims + 1, max(old.seeds, seeds))
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
@@ -465,14 +466,18 @@ def _regularization(rows: list[dict[str, Any]], epochs: int, alpha: float
                                       alpha)]
 
 
-def seeds_used(root: Path, name: str) -> str:
-    """The seeds the arms of sweep ``name`` took: ``3-7 per arm, 31 runs``."""
+def seeds_used(root: Path, name: str, wanted: Wanted | None = None) -> str:
+    """The seeds the arms of sweep ``name`` took: ``3-7 per arm, 31 runs``, and why they
+    stopped; ``wanted``: what its second pass was given (arms stopped there are named
+    so: ``at the 4 seeds of its second pass``, not ``max_repeats``)."""
     summary = _summary(root, name)
     counts = [int(r.get("seeds") or r["n"]) for r in summary]
     if not counts:
         return ""
     spread = str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
-    stopped = sorted({r["stopped"] for r in summary if r.get("stopped")})
+    given = wanted and f"at the {wanted.seeds} seeds of its second pass"
+    stopped = sorted({given if given and r["stopped"] == sequential.MAX_REPEATS
+                      else r["stopped"] for r in summary if r.get("stopped")})
     return (f"{spread} per arm, {sum(counts)} runs"
             + (f" (stopped: {', '.join(stopped)})" if stopped else ""))
 

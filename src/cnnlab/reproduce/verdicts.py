@@ -53,10 +53,6 @@ class Verdict:
     # the test gives no estimate
     seeds_needed: float | None = None
 
-    @property
-    def seeds_may_decide(self) -> bool:
-        return self.seeds_needed != math.inf
-
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:
     """``0.458 [0.440, 0.477]``: a summary row's mean and 95 % interval (if any)."""
@@ -163,8 +159,9 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
         return Verdict(section, claim, HOLDS, evidence)
     if any(p is not None and p < alpha for p in above):
         return Verdict(section, claim, FAILS, evidence + " (an arm is better)")
-    needed = min(max((_paired_seeds(mine, r, alpha) for r in others.values()), default=math.inf),
-                 *(_paired_seeds(r, mine, alpha / len(others)) for r in others.values()))
+    holds = [_paired_seeds(mine, r, alpha) for r in others.values()]
+    fails = [_paired_seeds(r, mine, alpha / len(others)) for r in others.values()]
+    needed = min([max(holds, default=math.inf), *fails])
     return Verdict(section, claim, UNCLEAR, evidence, seeds_needed=needed)
 
 
