@@ -57,6 +57,8 @@ class Verdict:
 def mean_ci(row: dict[str, Any], metric: str) -> str:
     """``0.458 [0.440, 0.477]``: a summary row's mean and 95 % interval (if any)."""
     low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if row[f"{metric}_mean"] is None:
+        return "no finished run"
     interval = "" if low is None else f" [{low:.3f}, {high:.3f}]"
     return f"{row[f'{metric}_mean']:.3f}{interval}"
 
