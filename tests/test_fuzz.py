@@ -691,6 +691,7 @@ def test_damaged_sweep_folder_report(finished_sweep: tuple[Path, Path], name: st
 
 @settings(max_examples=4)  # a damaged run is trained again: seconds each
 @given(st.sampled_from(SWEEP_FILES), DAMAGES)
+@example(layout.RESULTS_FILE, ("folder", None))  # found: exit 1 naming a temporary file
 def test_damaged_sweep_folder_resume(finished_sweep: tuple[Path, Path], name: str,
                                      how: tuple[str, Any]) -> None:
     check_damaged_sweep(*finished_sweep, name, *how, "resume")

@@ -314,3 +314,12 @@ def test_seeds_from_the_first_looks_power_analysis_keep_the_level() -> None:
               for _ in range(400)]
     assert rates([v for v, _ in behind])[FAILS] > 0.4
     assert np.mean([seeds for _, seeds in behind]) < 8
+
+
+def test_a_summary_row_without_a_finished_run_reads_as_such() -> None:
+    """The page's best-model facts from a sweep whose every run failed (no mean)."""
+    empty = {"test_accuracy_mean": None, "test_accuracy_ci_low": None,
+             "test_accuracy_ci_high": None}
+    assert verdicts.mean_ci(empty, "test_accuracy") == "no finished run"
+    one = {**empty, "test_accuracy_mean": 0.5}
+    assert verdicts.mean_ci(one, "test_accuracy") == "0.500"

@@ -68,7 +68,12 @@ def is_finished(run_dir: str | Path) -> bool:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file so that a reader sees the old file or the new one, never half."""
+    """Write a text file so that a reader sees the old file or the new one, never half.
+    A folder where the file belongs (a damaged folder) is a one-line error: it may hold
+    the user's files, so it is not removed."""
+    if path.is_dir() and not path.is_symlink():
+        raise RunError(f"{path}: a folder where the file {path.name} belongs; move it away "
+                       "or delete it, then run the same command again")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
