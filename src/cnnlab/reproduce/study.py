@@ -199,7 +199,8 @@ def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
     if study.budget_s is not None:
         log(f"budget: {sweep_runner.format_duration(study.budget_s)}; every sweep's minimum "
             "seeds first, then more seeds for the sweeps of claims still not "
-            "distinguishable, no round starting that would pass the budget")
+            "distinguishable, as many as a power analysis of the minimum seeds asks for "
+            "(none past the maximum), no round starting that would pass the budget")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:
