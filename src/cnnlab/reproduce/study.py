@@ -476,7 +476,7 @@ def seeds_used(root: Path, name: str, wanted: Wanted | None = None) -> str:
     if not counts:
         return ""
     spread = str(counts[0]) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
-    given = wanted and f"at the {wanted.seeds} seeds of its second pass"
+    given = f"at the {wanted.seeds} seeds of its second pass" if wanted else None
     stopped = sorted({given if given and r["stopped"] == sequential.MAX_REPEATS
                       else r["stopped"] for r in summary if r.get("stopped")})
     return (f"{spread} per arm, {sum(counts)} runs"

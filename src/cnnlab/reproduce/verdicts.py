@@ -31,6 +31,7 @@ from cnnlab.sweep.stats import (
     is_number,
     p_greater,
     p_greater_paired,
+    paired_differences,
     seeds_to_decide,
 )
 from cnnlab.training.analysis import DETECTION_RATE, FALSE_ALARM_RATE, PATIENCE
@@ -170,7 +171,7 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
 def _paired_seeds(a: dict[int, float], b: dict[int, float], level: float) -> float:
     """Seeds per arm at which the paired one-sided test at ``level`` would show ``a``
     above ``b`` with 80 % power, if their mean difference and its spread stay as seen."""
-    diff = np.array([a[k] - b[k] for k in a.keys() & b.keys()])
+    diff = paired_differences(a, b)
     return seeds_to_decide(float(diff.mean()), float(diff.std(ddof=1)), level)
 
 

@@ -66,13 +66,17 @@ def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
     return float(scipy_stats.t.sf(diff / se, df))
 
 
+def paired_differences(a: Mapping[int, float], b: Mapping[int, float]) -> np.ndarray:
+    """``a`` minus ``b`` repeat by repeat, over the repeats both have, in repeat order."""
+    return np.array([a[k] - b[k] for k in sorted(a.keys() & b.keys())])
+
+
 def p_greater_paired(a: Mapping[int, float], b: Mapping[int, float]) -> float | None:
     """One-sided paired t-test p-value that ``a`` exceeds ``b``, over the repeats both
     have (a repeat's seed and split are the same in every arm); None under 2 pairs."""
-    common = sorted(a.keys() & b.keys())
-    if len(common) < 2:
+    diff = paired_differences(a, b)
+    if len(diff) < 2:
         return None
-    diff = np.array([a[k] - b[k] for k in common])
     se = float(np.std(diff, ddof=1)) / math.sqrt(len(diff))
     if se == 0:
         return 0.0 if diff.mean() > 0 else 1.0
