@@ -497,9 +497,9 @@ def _given_on_command_line(*names: str) -> list[str]:
 @main.command()
 @click.option("--repeats", type=REPEATS, default="auto", show_default=True, metavar="N|auto",
               help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: "
-                   f"{MIN_REPEATS} each, then, for the claims still open, one more per round "
-                   "for each arm still undecided, up to the seeds a power analysis of the "
-                   f"first {MIN_REPEATS} asks for (none past {STUDY_MAX_REPEATS}).")
+                   f"{MIN_REPEATS} each, then, for the claims still open, the seeds a power "
+                   f"analysis of the first {MIN_REPEATS} asks for (none past "
+                   f"{STUDY_MAX_REPEATS}), for the arms their tests still need.")
 @seed_options(most=STUDY_MAX_REPEATS)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: no round of extra seeds starts that would take the "

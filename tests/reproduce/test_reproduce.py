@@ -179,6 +179,12 @@ def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cac
         dataclasses.replace(s, adaptive=dataclasses.replace(s.adaptive, max_repeats=10))
         for s in plan.sweeps))
     before = study_plan.open_claims(wider, out)
+    depth = wider.second_pass("depth", before["depth"])  # its claim's arms, no race
+    assert "003-filters=8_16_32" in before["depth"].arms
+    assert (depth.adaptive.race, depth.adaptive.arms, depth.adaptive.max_repeats) == (
+        False, before["depth"].arms, before["depth"].seeds)
+    state = adaptive_seeds.progress(depth, out / "depth")
+    assert {a for a, arm in state.arms.items() if arm.seeds > 2} == before["depth"].arms
     results = out / "depth" / "results.csv"
     rows = storage.read_csv(results)
     for arm in ARMS["depth"]:  # seeds 3-10 of every arm, the claimed one far ahead
@@ -216,7 +222,9 @@ def test_dry_run_lists_every_run_and_estimates_the_time(
     assert ("700 runs at most in 6 sweeps; estimated time on this machine with --jobs auto: "
             "about ") in result.output
     assert ("budget: 30m00s; every sweep's minimum seeds first, then more seeds for the "
-            "sweeps of claims still not distinguishable") in result.output
+            "claims still not distinguishable, as many as a power analysis of the minimum "
+            "seeds asks for (none past the maximum), for the arms their tests still need"
+            ) in result.output
     help_text = CliRunner().invoke(main, ["reproduce", "--help"]).output
     assert f"(default {study_plan.MAX_REPEATS})" in " ".join(help_text.split())
     assert adaptive.sweeps[0].adaptive.max_repeats == study_plan.MAX_REPEATS

@@ -282,18 +282,19 @@ def test_two_looks_keep_the_level() -> None:
 
 
 def second_pass(rows: list[dict], alpha: float, most: int = 20) -> tuple[str, int]:
-    """A two-pass study's arm claim: judged on 3 seeds; if open, given the seeds its
-    power analysis asks for (none past ``most``) and judged again on them; with the
-    seeds it took."""
-    def judged(n: int) -> verdicts.Verdict:
-        return verdicts.arm_is_best([r for r in rows if r["repeat"] < n],
-                                    lambda r: r["model.filters"] == "1", "6", "c", alpha=alpha)
+    """A two-pass study's arm claim: judged on 3 seeds; if open, the arms its test still
+    needs are given the seeds its power analysis asks for (none past ``most``) and it is
+    judged again on them; with the seeds it took."""
+    def judged(n: int, arms: tuple[str, ...] = ()) -> verdicts.Verdict:
+        return verdicts.arm_is_best(
+            [r for r in rows if r["repeat"] < (n if r["arm"] in arms else 3)],
+            lambda r: r["model.filters"] == "1", "6", "c", alpha=alpha)
 
     first = judged(3)
     if first.verdict != UNCLEAR or first.seeds_needed > most:
         return first.verdict, 3
     seeds = max(4, int(np.ceil(first.seeds_needed)))
-    return judged(seeds).verdict, seeds
+    return judged(seeds, first.arms).verdict, seeds
 
 
 def test_seeds_from_the_first_looks_power_analysis_keep_the_level() -> None:
@@ -314,6 +315,28 @@ def test_seeds_from_the_first_looks_power_analysis_keep_the_level() -> None:
               for _ in range(400)]
     assert rates([v for v, _ in behind])[FAILS] > 0.4
     assert np.mean([seeds for _, seeds in behind]) < 8
+
+
+def test_an_open_claim_names_the_arms_its_test_still_needs() -> None:
+    """More seeds go to the arms of the comparisons a claim's test has not decided, by
+    the cheaper of its two routes: every arm the claimed one has not beaten yet (holds),
+    or every arm above it (does not hold)."""
+    rng = np.random.default_rng(4)
+    ahead = verdicts.arm_is_best(depth_rows([.45, .5, .49, .5], rng, 3), lambda r:
+                                 r["model.filters"] == "1", "6", "c")  # a tie with 004
+    assert ahead.verdict == UNCLEAR and ahead.arms[0] == "002-filters=1"
+    assert "004-filters=3" in ahead.arms and "001-filters=0" not in ahead.arms
+    behind = verdicts.arm_is_best(depth_rows([.5, .49, .5, .47], rng, 3, rho=0.6), lambda r:
+                                  r["model.filters"] == "1", "6", "c")
+    assert behind.verdict == UNCLEAR  # 004 is 2 points below: it cannot be shown above
+    assert behind.arms == ("002-filters=1", "001-filters=0", "003-filters=2")
+    sizes = [{"arm": f"00{i}-batch_size={b}", "status": "finished", "train.batch_size": b,
+              "test_accuracy": m + rng.normal(0, 0.01)}
+             for i, (b, m) in enumerate(((1, .40), (8, .43), (64, .42), (256, .40)), 1)
+             for _ in range(3)]
+    rises = verdicts.rises_then_falls(sizes, alpha=0.001)
+    assert rises.verdict == UNCLEAR and rises.arms == (
+        "001-batch_size=1", "002-batch_size=8", "004-batch_size=256")
 
 
 def test_a_summary_row_without_a_finished_run_reads_as_such() -> None:

@@ -187,13 +187,15 @@ def test_a_round_fits_the_budget_whole_or_not_at_all_and_a_raceless_one_in_part(
 
 def test_an_arm_without_a_race_is_given_the_maximum_then_stopped_by_the_budget(
         tmp_path: Path, sample_archive: Path, cache_dir: Path) -> None:
-    """The best model's arm in ``cnnlab reproduce``, on real images: a first pass gives it
-    its minimum only; after that it is given the rest of its seeds at once (no look
-    decides it), unless a budget spent already stops it, reported as such."""
+    """An arm of ``cnnlab reproduce``'s second pass, on real images: a first pass gives
+    it its minimum only; after that it is given the rest of its seeds at once (no look
+    decides it), unless a budget spent already stops it, reported as such; an arm no
+    open claim needs (``far``) keeps its minimum."""
     raw = yaml.safe_load(write_sweep(tmp_path, sample_archive, cache_dir).read_text())
-    raw["variants"] = {"good": raw["variants"]["good"]}
+    raw["variants"] = {"good": raw["variants"]["good"], "far": raw["variants"]["far"]}
     raced = sweep_from_dict(raw, repeats="auto", seeds=(2, 4))
-    sweep = dataclasses.replace(raced, adaptive=dataclasses.replace(raced.adaptive, race=False))
+    sweep = dataclasses.replace(raced, adaptive=dataclasses.replace(
+        raced.adaptive, race=False, arms=frozenset({"001-good"})))
     lines: list[str] = []
     out = run_sweep(sweep, tmp_path / "s", log=lines.append, budget_s=MINIMUM_ONLY)
     assert (summary(out)["good"]["seeds"], summary(out)["good"]["stopped"]) == ("2", "minimum")
@@ -204,7 +206,8 @@ def test_an_arm_without_a_race_is_given_the_maximum_then_stopped_by_the_budget(
     assert any("the rest (2 runs" in line and "would pass the budget" in line for line in lines)
     lines.clear()
     run_sweep(sweep, out, log=lines.append)  # resumed without a budget
-    arm = summary(out)["good"]
+    arm, far = summary(out)["good"], summary(out)["far"]
     assert (arm["seeds"], arm["stopped"]) == ("4", "max_repeats")
+    assert (far["seeds"], far["stopped"], far["n"]) == ("2", "minimum", "2")
     assert "seeds: 2 more seeds, no race (the runs serve a test made at the end): " \
         "001-good-r2, 001-good-r3" in lines

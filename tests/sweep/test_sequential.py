@@ -159,3 +159,13 @@ def test_without_the_race_every_arm_is_given_the_maximum():
     ended["only"].update({4: 0.5, 5: 0.49})
     assert seq.replay(ended, design, True).arms["only"] == seq.Arm(
         seq.INCONCLUSIVE, 6, seq.MAX_REPEATS)
+
+
+def test_arms_outside_the_ones_named_stop_at_the_minimum():
+    """``cnnlab reproduce``'s second pass gives seeds only to the arms an open claim's
+    test still needs: the others stop at the minimum, said so."""
+    ended = {name: dict(enumerate([0.5, 0.52, 0.48])) for name in ("a", "b", "c")}
+    design = seq.Design(min_repeats=3, max_repeats=6, race=False, arms=frozenset({"a", "c"}))
+    state = seq.replay(ended, design, True)
+    assert state.wanted == {"a": 6, "b": 3, "c": 6}
+    assert state.arms["b"] == seq.Arm(seq.INCONCLUSIVE, 3, seq.MINIMUM)

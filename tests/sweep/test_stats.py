@@ -20,6 +20,7 @@ from cnnlab.runs import load
 from cnnlab.runs.layout import Outcome
 from cnnlab.sweep import stats
 from cnnlab.sweep.findings import adaptive, findings
+from cnnlab.sweep.sequential import Design
 from cnnlab.sweep.spec import sweep_from_dict
 
 
@@ -388,7 +389,7 @@ def test_seeds_per_decision_says_why_each_arm_stopped() -> None:
             {"arm": "003-lr=0.001", "seeds": 5, "outcome": "inconclusive", "stopped": "budget"},
             {"arm": "004-lr=0.0001", "seeds": 3, "outcome": "inconclusive",
              "stopped": "minimum"}]
-    lines = adaptive(rows, 10)
+    lines = adaptive(rows, Design(max_repeats=10))
     assert lines[:4] == [
         "lr=0.1: decided **worse** after 3 seeds.",
         "lr=0.01: still inconclusive at the maximum of 10 seeds.",

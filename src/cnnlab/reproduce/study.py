@@ -10,11 +10,12 @@ folder under the study's folder and resumes like any sweep.
 
 By default every sweep has adaptive seeds (``repeats: auto``, :mod:`cnnlab.sweep.seeds`):
 first every sweep gets its minimum seeds (3 per arm: the 3-seed study, judged whatever
-comes next); then the sweeps of the claims still "not distinguishable" get one more seed
-per round for each arm still undecided, up to the seeds a power analysis of the minimum
-seeds says would decide the claim (none where that is more than :data:`MAX_REPEATS`),
-within what is left of the budget (which counts the study's own steps too,
-:func:`spent`), shared out among the sweeps by their open claims.
+comes next); then the claims still "not distinguishable" get, at once, the seeds a power
+analysis of the minimum seeds says would decide them (none where that is more than
+:data:`MAX_REPEATS`), for the arms of the comparisons their tests have not decided (the
+claims' own tests, not a race, choose the arms), within what is left of the budget
+(which counts the study's own steps too, :func:`spent`), shared out among the sweeps by
+their open claims.
 """
 
 from __future__ import annotations
@@ -107,11 +108,12 @@ class Study:
                 "set": list(self.overrides), "vary_split": self.vary_split,
                 "sweeps": {s.name: [r.id for r in s.runs] for s in self.sweeps}}
 
-    def capped(self, name: str, seeds: int) -> Sweep:
-        """Sweep ``name`` with at most ``seeds`` seeds per arm (its second pass)."""
+    def second_pass(self, name: str, wanted: Wanted) -> Sweep:
+        """Sweep ``name``'s second pass: ``wanted.seeds`` seeds for each arm its open
+        claims still need, at once (their tests, not a race, judge them at the end)."""
         sweep = self.sweep(name)
         return dataclasses.replace(sweep, adaptive=dataclasses.replace(
-            sweep.adaptive, max_repeats=seeds))
+            sweep.adaptive, max_repeats=wanted.seeds, race=False, arms=wanted.arms))
 
     def budget_of(self, sweep: str, root: Path, among: dict[str, int]) -> float | None:
         """The budget of sweep ``sweep``'s extra seeds: the time it spent so far, and its
@@ -198,9 +200,10 @@ def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
         log(line)
     if study.budget_s is not None:
         log(f"budget: {sweep_runner.format_duration(study.budget_s)}; every sweep's minimum "
-            "seeds first, then more seeds for the sweeps of claims still not "
-            "distinguishable, as many as a power analysis of the minimum seeds asks for "
-            "(none past the maximum), no round starting that would pass the budget")
+            "seeds first, then more seeds for the claims still not distinguishable, as "
+            "many as a power analysis of the minimum seeds asks for (none past the "
+            "maximum), for the arms their tests still need, no run starting that would "
+            "pass the budget")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:
@@ -269,12 +272,12 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
         draw_figures(study, root, log)  # now, inside the budget: they need no more seeds
         wanted = open_claims(study, root)
         log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
-            + (f" ({', '.join(f'{n}: up to {w.seeds} seeds' for n, w in wanted.items())}): "
-               "more seeds for their open arms" if wanted else ""))
+            + (f" ({', '.join(f'{n}: {w}' for n, w in wanted.items())}): more seeds for "
+               "the arms their tests still need" if wanted else ""))
         for number, (name, want) in enumerate(wanted.items()):
             own_time.save()
             rest = {n: w.claims for n, w in list(wanted.items())[number:]}
-            run_one(study.capped(name, want.seeds), f"more seeds {number + 1}/{len(wanted)}",
+            run_one(study.second_pass(name, want), f"more seeds {number + 1}/{len(wanted)}",
                     study.budget_of(name, root, rest))
     finish(study, root, log)
     if adaptive:
@@ -391,11 +394,23 @@ def _needed_text(v: verdicts.Verdict) -> str:
 
 @dataclass(frozen=True)
 class Wanted:
-    """A sweep's open claims that more seeds may decide, and the seeds per arm to give
-    it: what its claims' power analyses ask for, at most the maximum."""
+    """A sweep's open claims that more seeds may decide, the seeds per arm to give it
+    (what its claims' power analyses ask for, at most the maximum) and the arms to give
+    them to: those of the comparisons the claims' tests have not decided (None: all)."""
 
     claims: int
     seeds: int
+    arms: frozenset[str] | None = frozenset()
+
+    def __str__(self) -> str:
+        count = 0 if self.arms is None else len(self.arms)
+        arms = "every arm" if self.arms is None else f"{count} arm{'s' * (count != 1)}"
+        return f"{self.seeds} seeds for {arms}"
+
+    def adding(self, seeds: int, arms: Iterable[str] | None) -> Wanted:
+        """This and one more open claim, wanting ``seeds`` seeds for ``arms``."""
+        both = None if self.arms is None or arms is None else self.arms | set(arms)
+        return Wanted(self.claims + 1, max(self.seeds, seeds), both)
 
 
 def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
@@ -403,15 +418,15 @@ def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
     distinguishable after the minimum seeds (judged on those runs alone, so that a
     resumed study decides the same) that a power analysis of those runs says the
     maximum seeds would decide (:attr:`verdicts.Verdict.seeds_needed`; not: a near-tie,
-    runs too short to show over-fitting, class claims bounded by their test images)."""
+    runs too short to show over-fitting, class claims bounded by their test images), and
+    the arms those claims' tests still need (:attr:`verdicts.Verdict.arms`)."""
     design = study.sweeps[0].adaptive
     found: dict[str, Wanted] = {}
     for name, v in claims(study, root, _minimum_ids(study)):
         needed = design.max_repeats if v.seeds_needed is None else v.seeds_needed
         if v.verdict == verdicts.UNCLEAR and needed <= design.max_repeats:
             seeds = min(design.max_repeats, max(design.min_repeats + 1, math.ceil(needed)))
-            old = found.get(name, Wanted(0, 0))
-            found[name] = Wanted(old.claims + 1, max(old.seeds, seeds))
+            found[name] = found.get(name, Wanted(0, 0)).adding(seeds, v.arms)
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
 
 

@@ -53,6 +53,9 @@ class Verdict:
     # seen (stats.seeds_to_decide); inf: none would (runs too short, image noise); None:
     # the test gives no estimate
     seeds_needed: float | None = None
+    # the arms more seeds would serve while it is open: those of the comparisons its test
+    # has not decided (None: every arm of its sweep)
+    arms: tuple[str, ...] | None = None
 
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:
@@ -85,6 +88,7 @@ def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Ver
     beats both ends (one-sided Welch, Bonferroni over the inner sizes); it does not hold
     when an end beats every inner size (Bonferroni over the two ends)."""
     arms = _arms(rows, lambda r: int(r["train.batch_size"]), TESTED, classes)
+    names = {int(r["train.batch_size"]): r["arm"] for r in rows}
     claim = "Accuracy first rises, then falls as the batch grows"
     if len(arms) < 3:
         return Verdict("3", claim, UNCLEAR, "fewer than 3 batch sizes finished")
@@ -99,10 +103,12 @@ def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Ver
         return Verdict("3", claim, HOLDS, evidence + " (an inner size beats both ends)")
     if any(all(_beats(arms[end], arms[b], alpha / 2) for b in inner) for end in (first, last)):
         return Verdict("3", claim, FAILS, evidence + " (an end beats every inner size)")
-    needed = min(max(_seeds_to_beat(arms[peak], arms[end], level) for end in (first, last)),
-                 *(max(_seeds_to_beat(arms[end], arms[b], alpha / 2) for b in inner)
-                   for end in (first, last)))
-    return Verdict("3", claim, UNCLEAR, evidence, seeds_needed=needed)
+    rises = max(_seeds_to_beat(arms[peak], arms[end], level) for end in (first, last))
+    falls = min(max(_seeds_to_beat(arms[end], arms[b], alpha / 2) for b in inner)
+                for end in (first, last))
+    served = (first, peak, last) if rises <= falls else sizes  # the cheaper route's arms
+    return Verdict("3", claim, UNCLEAR, evidence, seeds_needed=min(rises, falls),
+                   arms=tuple(names[b] for b in served))
 
 
 def _seeds_to_beat(a: Sequence[float], b: Sequence[float], level: float) -> float:
@@ -135,7 +141,9 @@ def step_and_epoch_time(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> 
                FAILS if Outcome.WORSE in (grows, falls) else UNCLEAR)
     evidence = (f"batch {small} → {large}: {_shown(step[small])} → {_shown(step[large])} "
                 f"ms/step, {_shown(epoch[small])} → {_shown(epoch[large])} s/epoch")
-    return Verdict("3", claim, verdict, evidence, "ms/step, s/epoch")
+    names = {int(r["train.batch_size"]): r["arm"] for r in rows}
+    return Verdict("3", claim, verdict, evidence, "ms/step, s/epoch",
+                   arms=(names[small], names[large]))
 
 
 def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], section: str,
@@ -162,10 +170,14 @@ def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], secti
         return Verdict(section, claim, HOLDS, evidence)
     if any(p is not None and p < alpha for p in above):
         return Verdict(section, claim, FAILS, evidence + " (an arm is better)")
-    holds = [_paired_seeds(mine, r, alpha) for r in others.values()]
-    fails = [_paired_seeds(r, mine, alpha / len(others)) for r in others.values()]
-    needed = min([max(holds, default=math.inf), *fails])
-    return Verdict(section, claim, UNCLEAR, evidence, seeds_needed=needed)
+    holds = max((_paired_seeds(mine, r, alpha) for r in others.values()), default=math.inf)
+    fails = {a: _paired_seeds(r, mine, alpha / len(others)) for a, r in others.items()}
+    if min(fails.values(), default=math.inf) < holds:  # the cheaper route: an arm above
+        return Verdict(section, claim, UNCLEAR, evidence, seeds_needed=min(fails.values()),
+                       arms=(claimed, *(a for a, n in fails.items() if n < math.inf)))
+    return Verdict(section, claim, UNCLEAR, evidence, seeds_needed=holds,
+                   arms=(claimed, *(a for a in dict.fromkeys(r["arm"] for r in rows)
+                                    if a != claimed and a not in beaten)))
 
 
 def _paired_seeds(a: dict[int, float], b: dict[int, float], level: float) -> float:
@@ -206,7 +218,13 @@ def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, cl
     found, evidence = overfits(rows, arm_name, epochs, alpha)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
     return Verdict(section, claim, verdict, evidence, "over-fitting onset per run",
-                   seeds_needed=_never_if_short(epochs))
+                   seeds_needed=_never_if_short(epochs), arms=_named(rows, arm_name))
+
+
+def _named(rows: Rows, *arm_names: str) -> tuple[str, ...]:
+    """The sweep's arms (``002-l2``) of ``arm_names`` (``l2``)."""
+    return tuple(dict.fromkeys(r["arm"] for r in rows
+                               if r["arm"].split("-", 1)[-1] in arm_names))
 
 
 def _too_short(epochs: int | None) -> bool:
@@ -236,7 +254,8 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
     if not base:
         return Verdict(section, claim, UNCLEAR, evidence + f" ({reference} is not shown to "
                        "over-fit here, so a remedy cannot be judged)", metric,
-                       seeds_needed=_never_if_short(epochs))
+                       seeds_needed=_never_if_short(epochs),
+                       arms=_named(rows, arm_name, reference))
     outcome = compare(rise[arm_name], rise[reference], higher_is_better=False,
                       margin=RISE_MARGIN, alpha=alpha)
     if outcome == Outcome.BETTER and own is not True:
@@ -245,7 +264,8 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
         verdict = FAILS
     else:
         verdict = UNCLEAR
-    return Verdict(section, claim, verdict, f"{evidence}; rise: {outcome}", metric)
+    return Verdict(section, claim, verdict, f"{evidence}; rise: {outcome}", metric,
+                   arms=_named(rows, arm_name, reference))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cnnlab.runs.layout import METRICS, Outcome, ranked_status
-from cnnlab.sweep.sequential import DECIDED, MAX_REPEATS, MINIMUM
+from cnnlab.sweep.sequential import DECIDED, MAX_REPEATS, MINIMUM, Design
 from cnnlab.sweep.stats import (
     ALPHA,
     MARGIN,
@@ -152,11 +152,10 @@ def batch_timing(summary: Sequence[dict[str, Any]]) -> list[str]:
             f"({fastest['s_per_epoch_mean']:.2f} s)."]
 
 
-def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float = MARGIN
-             ) -> list[str]:
-    """How many seeds each arm's decision took under adaptive seeds, and the runs saved
-    against every arm at the maximum."""
-    lines = []
+def adaptive(summary: Sequence[dict[str, Any]], design: Design) -> list[str]:
+    """How many seeds each arm's decision took under adaptive seeds (``design``), and the
+    runs saved against every arm at the maximum."""
+    max_repeats, lines = design.max_repeats, []
     for row in summary:
         seeds, outcome, stopped = row["seeds"], row["outcome"], row["stopped"]
         if stopped == DECIDED:
@@ -172,24 +171,33 @@ def adaptive(summary: Sequence[dict[str, Any]], max_repeats: int, margin: float 
     used, full = sum(r["seeds"] for r in summary), max_repeats * len(summary)
     lines.append(f"Adaptive seeding trained {used} runs where every arm at the maximum "
                  f"({max_repeats} seeds) would take {full}: {full - used} runs saved.")
-    lines.append("Decisions: after every round each open arm against the best by mean, "
-                 f"Welch's t-test (worse) and TOST (equivalent within ±{margin:g}), each at the "
-                 "round's share of 5 % (Pocock-type alpha spending), times a factor calibrated "
-                 "on simulated races of as many arms; see docs/statistics.md.")
+    lines.append(_decisions(design))
     return lines
+
+
+def _decisions(design: Design) -> str:
+    if not design.race:
+        return ("Decisions: none by a race; the seeds went at once to "
+                + ("every arm" if design.arms is None else "the arms of the comparisons that "
+                   "`cnnlab reproduce`'s open claims still needed")
+                + ", and the claims' own tests judge them; see docs/reproduce.md.")
+    return ("Decisions: after every round each open arm against the best by mean, Welch's "
+            f"t-test (worse) and TOST (equivalent within ±{design.margin:g}), each at the "
+            "round's share of 5 % (Pocock-type alpha spending), times a factor calibrated on "
+            "simulated races of as many arms; see docs/statistics.md.")
 
 
 def findings(title: str, summary: Sequence[dict[str, Any]], rows: Sequence[dict[str, Any]],
              arms: Sequence[str], select_by: str, margin: float = MARGIN,
-             vary_split: bool = False, max_repeats: int | None = None,
+             vary_split: bool = False, design: Design | None = None,
              sampled: bool = False) -> str:
-    """The whole ``findings.md``; ``max_repeats``: the sweep had adaptive seeds;
+    """The whole ``findings.md``; ``design``: the sweep's adaptive seeds, if any;
     ``sampled``: of a TPE or random search."""
     tested = tested_metric(rows, select_by)
     repeats = max((r["n"] for r in summary), default=0)
     sections = [("Which arm is best", comparison(summary, select_by, tested, margin, sampled)),
                 ("Seeds per decision",
-                 adaptive(summary, max_repeats, margin) if max_repeats else []),
+                 adaptive(summary, design) if design else []),
                 ("Diverged runs", diverged(summary, tested)),
                 ("What the design can detect", variation(repeats, vary_split)
                  + power(summary, tested)),

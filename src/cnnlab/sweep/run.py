@@ -181,7 +181,7 @@ def finish(sweep: Sweep, sweep_dir: Path, log: Log = print, extra: Extra | None 
     summary = results.write_summary(sweep, sweep_dir, rows, _race_columns(race))
     storage.write_atomic(sweep_dir / layout.FINDINGS_FILE, findings.findings(
         f"sweep {sweep.name}", summary, rows, sweep.arms, sweep.select_by, sweep.margin,
-        sweep.vary_split, sweep.adaptive.max_repeats if sweep.adaptive else None,
+        sweep.vary_split, sweep.adaptive,
         sampled=bool(sweep.search and sweep.search.strategy != "grid")))
     log(f"\nsweep {sweep.name}: results (best first by {sweep.select_by}):")
     log(results.format_table(rows, sweep.params) if sweep.repeats == 1 else

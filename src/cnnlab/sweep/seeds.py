@@ -128,8 +128,10 @@ class Seeds:
         self.state = sequential.replay(found, self.base.adaptive,
                                        METRICS[self.base.select_by].higher_is_better)
         self.sweep = so_far(self.base, self.state)
-        todo = [r for r in self.sweep.runs if r.id not in self.failed
-                and not storage.is_finished(self.sweep_dir / r.id)]
+        # repeat by repeat: what a budget cuts off is whole repeats, which paired tests use
+        todo = sorted((r for r in self.sweep.runs if r.id not in self.failed
+                       and not storage.is_finished(self.sweep_dir / r.id)),
+                      key=lambda r: (r.repeat, r.index))
         if self.state.done or not todo:
             return
         if self.state.round > 0:

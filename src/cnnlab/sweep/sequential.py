@@ -54,13 +54,16 @@ class Design:
     """The sequential design: seeds per arm from ``min_repeats`` to ``max_repeats``.
     ``race`` off: no look decides an arm; after the minimum every arm is given the
     maximum at once (its runs serve a test made elsewhere, at the end: a claim of
-    ``cnnlab reproduce``), and the budget alone may stop it sooner."""
+    ``cnnlab reproduce``), and the budget alone may stop it sooner. ``arms``: the only
+    arms given seeds past the minimum (None: every arm); the others stop at the minimum
+    (the arms a claim's test still needs, in ``cnnlab reproduce``'s second pass)."""
 
     min_repeats: int = repeats.MIN_REPEATS
     max_repeats: int = repeats.MAX_REPEATS
     alpha: float = 0.05
     margin: float = MARGIN
     race: bool = True
+    arms: frozenset[str] | None = None
 
     @property
     def looks(self) -> int:
@@ -218,6 +221,8 @@ def _advance(state: State, outcomes: Mapping[str, str], design: Design) -> State
             arms[name] = arm
         elif outcome != INCONCLUSIVE:
             arms[name] = Arm(outcome, arm.seeds, DECIDED)
+        elif design.arms is not None and name not in design.arms:
+            arms[name] = Arm(INCONCLUSIVE, arm.seeds, MINIMUM)
         elif arm.seeds >= design.max_repeats:
             arms[name] = Arm(INCONCLUSIVE, arm.seeds, MAX_REPEATS)
         else:
