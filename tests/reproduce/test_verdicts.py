@@ -298,13 +298,13 @@ def second_pass(rows: list[dict], alpha: float, most: int = 20) -> tuple[str, in
 
 
 def test_seeds_from_the_first_looks_power_analysis_keep_the_level() -> None:
-    """The second pass gives an open claim the seeds a power analysis of its minimum
-    seeds asks for: with every arm equal, a claim is decided (either way) in no more
-    studies than the level allows (measured 5.0 % over 2,000 studies; every open claim
-    taken to 20 seeds: 4.7 %); with the claimed arm 1 point below a rival (spread of a
-    repeat's difference 1.3 points) it is decided in about half the studies with 6.5
-    seeds on average (taken to 20 whenever the analysis asks for 20 or fewer: 81 % with
-    15; docs/statistics.md)."""
+    """The second pass gives the arms an open claim's test still needs the seeds a power
+    analysis of its minimum seeds asks for: with every arm equal, a claim is decided
+    (either way) in no more studies than the level allows (measured 4.4 % over 2,000
+    studies; every open claim taken to 20 seeds: 4.7 %); with the claimed arm 1 point
+    below three rivals (spread of a repeat's difference 1.3 points) it is decided in about
+    half the studies with 6.6 seeds on average (taken to 20 whenever the analysis asks for
+    20 or fewer: 81 % with 15; docs/statistics.md)."""
     from cnnlab.reproduce.study import plan
 
     alpha = plan(budget_s=1800).alpha
