@@ -5,8 +5,8 @@ Every repeat of ``cnnlab reproduce`` draws its 2,000 test images from the same p
 images only up to that pool: the pool's mean of each image's expected difference
 (over seeds) differs from the population's by sqrt(var / pool). This script evaluates
 trained runs of a study folder on the whole pool and estimates that variance, without
-the runs' own seed noise (an image's runs disagree by chance; their binomial part is
-taken out):
+the runs' own noise around each image's expected value, nor their shifts of every image
+alike (a two-way analysis of variance without replication):
 
 - for two arms paired by repeat (default: the depth claim's 2 and 3 blocks), the pool's
   standard error of the mean accuracy difference, beside the seed standard error the
@@ -51,12 +51,15 @@ def correct(run_dir: Path, images: np.ndarray, labels: np.ndarray) -> np.ndarray
     return (predicted == labels).astype(float)
 
 
-def image_variance(hits: np.ndarray) -> float:
+def image_variance(values: np.ndarray) -> float:
     """Variance over images of each image's expected value (runs x images of values),
-    less the runs' own noise around it (unbiased: each image's variance over runs / n)."""
-    runs = hits.shape[0]
-    means = hits.mean(axis=0)
-    return float(means.var(ddof=1) - hits.var(axis=0, ddof=1).mean() / runs)
+    without the runs' own noise around it nor their shifts of every image alike (two-way
+    analysis of variance without replication, as ``verdicts.image_variances``)."""
+    runs, images = values.shape
+    by_image, by_run = values.mean(axis=0), values.mean(axis=1)
+    residual = values - by_image[None, :] - by_run[:, None] + values.mean()
+    noise = float((residual ** 2).sum()) / ((runs - 1) * (images - 1))
+    return float(by_image.var(ddof=1)) - noise / runs
 
 
 def finished_runs(sweep_dir: Path, arm: str) -> dict[int, Path]:

@@ -13,6 +13,9 @@ from click.testing import CliRunner
 from helpers import one_line_error
 
 from cnnlab.cli import main
+from cnnlab.config.schema import config_from_dict
+from cnnlab.data import dataset
+from cnnlab.reproduce import pool as test_pool
 from cnnlab.reproduce import study as study_plan
 from cnnlab.reproduce import sweeps, verdicts
 from cnnlab.runs import load, storage
@@ -121,7 +124,8 @@ def test_reproduce_page_in_the_browser(study, browser) -> None:
     browser.get((out / "report.html").resolve().as_uri())
     headings = [h.text for h in browser.find_elements("tag name", "h2")]
     claims = browser.find_element("tag name", "table").text
-    assert "tested on" in claims and "per-class recall (test set)" in claims
+    assert "tested on" in claims
+    assert "per-class recall (the whole test pool, 2,000 images)" in claims
     assert headings[0] == "The report's claims"
     assert [h.split(".")[0] for h in headings[1:]] == ["1", "2", "3", "4", "6", "6", "7", "8"]
     body = browser.find_element("tag name", "body").text
@@ -144,6 +148,26 @@ def test_reproduce_page_in_the_browser(study, browser) -> None:
     assert len(images) >= 15
     assert all(browser.execute_script("return arguments[0].naturalWidth", img) > 0
                for img in images)
+
+
+def test_class_claims_test_every_run_on_the_whole_pool(study) -> None:
+    """Each best-model run's kept model predicts the whole test pool (the sample's 2,000
+    images), which holds the run's own 50 test images: on those, its predictions give the
+    confusion matrix the run recorded when it trained."""
+    out, _ = study
+    run_dirs = sorted(p.parent for p in (out / "best-model").glob("*/metrics.json"))
+    whole = test_pool.predict(run_dirs)
+    assert whole is not None and whole.predicted.shape == (len(run_dirs), 2000)
+    for run_dir, predicted in zip(run_dirs, whole.predicted, strict=True):
+        run = load.read_run(run_dir)
+        cfg = config_from_dict(run.config).data
+        raw, _, _ = dataset.read_cached(Path(run.metrics["data"]["location"]), cfg)
+        _, _, own = dataset.split_indices(raw.y_train, raw.y_test, cfg, cfg.split_seed)
+        matrix = np.zeros((10, 10), dtype=int)
+        np.add.at(matrix, (whole.labels[own], predicted[own]), 1)
+        assert matrix.tolist() == run.metrics["confusion_matrix"]
+    spread = verdicts.image_variances(whole.predicted, whole.labels, 10)
+    assert np.all((spread >= 0) & (spread <= 0.25))
 
 
 def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir: Path) -> None:

@@ -161,15 +161,19 @@ NAMES = ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", 
 
 
 def test_class_verdicts_rules() -> None:
+    """Clear cases, 6 runs (the t-tests take the runs' own n - 1 degrees of freedom:
+    at 3 runs, "does not hold" at 5 % / 9 needs t > 9.4)."""
     rng = np.random.default_rng(4)
     clear = [.7, .7, .4, .3, .6, .4, .7, .9, .7, .7]
     assert verdicts.best_recognised(confusions(rng, clear), NAMES, "horse").verdict == HOLDS
-    judged = verdicts.most_confused(confusions(rng, clear), NAMES, ("bird", "cat", "dog"))
+    judged = verdicts.most_confused(confusions(rng, clear, runs=6), NAMES,
+                                    ("bird", "cat", "dog"))  # 21 pairs, each at 5 %
     assert judged.verdict == HOLDS and "most confused pair: " in judged.evidence
     other = [.7, .9, .4, .3, .6, .4, .7, .7, .7, .7]
-    assert verdicts.best_recognised(confusions(rng, other), NAMES, "horse").verdict == FAILS
+    assert verdicts.best_recognised(confusions(rng, other, runs=6), NAMES,
+                                    "horse").verdict == FAILS
     swapped = [.7, .7, .4, .3, .2, .6, .7, .9, .7, .7]  # deer confused, dog not
-    assert verdicts.most_confused(confusions(rng, swapped), NAMES,
+    assert verdicts.most_confused(confusions(rng, swapped, runs=6), NAMES,
                                   ("bird", "cat", "dog")).verdict == FAILS
 
 
@@ -198,15 +202,15 @@ def test_best_class_is_not_called_on_a_tie(gap: float, most: float) -> None:
     recalls = [.6, .6, .4, .3, .5, .4, .6, .8 + gap, .8, .6]
     found = rates([verdicts.best_recognised(confusions(rng, recalls), NAMES, "horse").verdict
                    for _ in range(200)])
-    assert found[HOLDS] <= most  # measured 0 % (tie), 0.25 % (1 point)
+    assert found[HOLDS] <= most  # measured 0 % and 0 % (2,000 studies each)
 
 
 @pytest.mark.parametrize("runs", [3, 10])
 def test_best_class_on_shared_test_images_keeps_its_level(runs: int) -> None:
     """Every run tests the same images (the bundled sample's test set is every split's):
     more seeds do not shrink the image noise, and on a true tie "horse is best" holds at
-    about 5 % however many runs there are (measured 4.5 % at 3, 5.3 % at 10; the former
-    per-run draws: 16 % and 30 %)."""
+    about 5 % however many runs there are (measured 5.1 % at 3 and at 10, 2,000 studies;
+    the former per-run draws: 16 % and 30 %)."""
     rng = np.random.default_rng(6)
     recalls = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
     found = rates([verdicts.best_recognised(confusions(rng, recalls, runs=1) * runs, NAMES,
@@ -236,9 +240,10 @@ def pooled_confusions(rng: np.random.Generator, recalls: Sequence[float], runs: 
 def test_best_class_drawn_from_a_larger_pool_keeps_its_level_and_gains_power() -> None:
     """Each run draws its 2,000 test images from the 10,000 of the full copy: the image
     noise that counts once is the pool's (1,000 a class), the runs' own draws are in
-    their spread. On a tie, "horse is best" holds at about 5 % (measured 5.0-5.6 % over
-    1,500 studies of 3 runs); 5 points ahead, at 3 runs, it holds in 44 % of studies
-    (judged as if each run's 200 a class were the pool: 17 %)."""
+    their spread. On a tie, "horse is best" holds in no more than 5 % of studies
+    (measured over 1,500 studies of 3 runs: 1.0 % and 0.3 %, images' kappa 0.05 and 0.3;
+    3 % at 10 runs); 5 points ahead, at 3 runs, it holds in 22 % of studies (judged as
+    if each run's 200 a class were the pool: 0.3 %)."""
     rng = np.random.default_rng(8)
     tie = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
     ahead = [.6, .6, .4, .3, .5, .4, .6, .85, .8, .6]
@@ -250,6 +255,99 @@ def test_best_class_drawn_from_a_larger_pool_keeps_its_level_and_gains_power() -
 
     assert holds(tie, 10_000) <= 0.095  # 5 % plus 3 Monte Carlo standard errors
     assert holds(ahead, 10_000) > holds(ahead, None) + 0.1
+
+
+def test_image_variances_measure_how_images_differ_not_how_runs_do() -> None:
+    """Images each always or never recognised: the binomial bound p (1 - p); images each
+    recognised by chance alike: about 0, even when runs shift a whole class up or down."""
+    labels = np.repeat([0, 1], 400)
+    fixed = np.where(np.arange(800) % 2, labels, 1 - labels)  # half right, every run
+    assert verdicts.image_variances(np.stack([fixed] * 5), labels, 2) == pytest.approx(
+        [0.25, 0.25])
+    rng = np.random.default_rng(3)
+    shift = rng.normal(0, 0.1, (20, 1))  # each run's own share of class 0 recognised
+    chance = rng.random((20, 800)) < np.clip(0.5 + shift, 0, 1)
+    predicted = np.where(chance, labels, 1 - labels)
+    assert np.all(np.abs(verdicts.image_variances(predicted, labels, 2)) < 0.01)
+    share = [float(np.mean(predicted[0][labels == k] == k)) for k in (0, 1)]
+    assert verdicts.image_variances(predicted[:1], labels, 2) == pytest.approx(
+        [p * (1 - p) for p in share])  # one run: the bound
+
+
+def pool_predictions(rng: np.random.Generator, recalls: Sequence[float], runs: int,
+                     kappa: float, images: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Every run tested on one pool of ``images`` a class drawn from the population: each
+    image's chance of being recognised Beta-distributed around its class's recall
+    (``kappa``: small, each image nearly always or never), each run shifting each class
+    up or down (logit scale, spread 0.3) and then a Bernoulli draw per image."""
+    classes = len(recalls)
+    labels = np.repeat(np.arange(classes), images)
+    mean = np.repeat(recalls, images)
+    chance = rng.beta(mean * kappa, (1 - mean) * kappa)
+    logit = np.log(np.clip(chance, 1e-6, 1 - 1e-6) / np.clip(1 - chance, 1e-6, 1))
+    shift = rng.normal(0, 0.3, (runs, classes))[:, labels]
+    hit = rng.random((runs, len(labels))) < 1 / (1 + np.exp(-(logit + shift)))
+    return np.where(hit, labels, (labels + 1) % classes), labels
+
+
+def judged_on_pool(predicted: np.ndarray, labels: np.ndarray, measured: bool) -> str:
+    matrices = np.zeros((len(predicted), 10, 10), dtype=int)
+    for run, found in enumerate(predicted):
+        np.add.at(matrices[run], (labels, found), 1)
+    spread = verdicts.image_variances(predicted, labels, 10) if measured else None
+    return verdicts.best_recognised(matrices.tolist(), NAMES, "horse", spread=spread).verdict
+
+
+@pytest.mark.parametrize(("runs", "kappa"), [(3, 2.0), (10, 2.0), (3, 0.3)])
+def test_best_class_on_the_whole_pool_with_measured_image_noise_keeps_its_level(
+        runs: int, kappa: float) -> None:
+    """Every run tested on the whole pool (as ``cnnlab reproduce`` does when it can), the
+    pool's noise measured per image instead of bounded: on a tie in the population,
+    "horse is best" holds in no more than 5 % of studies (measured over 2,000 studies:
+    2.4 % at 3 runs and 4.0 % at 10 with kappa 2, where the images' variance is a third
+    of the bound, as on the full copy; 0.3 % and 3.0 % with kappa 0.3, images nearly
+    always or never recognised; with Satterthwaite's degrees of freedom: 6.2 % at 3)."""
+    rng = np.random.default_rng(31)
+    tie = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
+    found = rates([judged_on_pool(*pool_predictions(rng, tie, runs, kappa), measured=True)
+                   for _ in range(300)])
+    assert within_level(found[HOLDS], 300)
+
+
+def test_class_tests_keep_their_bonferroni_level_with_few_runs() -> None:
+    """Horse tied with ship, 3 runs on the whole pool (1,000 a class, per-image variance
+    0.08, the pool's noise smaller than the runs' spread, as on the full copy): "does not
+    hold" (ship above horse at 5 % / 9 = 0.56 %) comes out at most at its level (measured
+    0.0025 % over 40,000 studies; with Satterthwaite's degrees of freedom, which took the
+    small spread of 3 runs for a precise one: 1.9 % over 10,000, 3.4 times the level)."""
+    rng = np.random.default_rng(33)
+    tie = np.array([.6, .6, .4, .3, .5, .4, .6, .8, .8, .6])
+    spread = np.full(10, 0.08)
+
+    def verdict() -> str:
+        pool = tie + rng.normal(0, np.sqrt(spread / 1000))
+        runs = np.clip(pool + rng.normal(0, 0.04, (3, 10)), 0, 1)
+        hits = np.round(runs * 1000).astype(int)
+        matrices = np.zeros((3, 10, 10), dtype=int)
+        matrices[:, range(10), range(10)] = hits
+        matrices[:, range(10), [(i + 1) % 10 for i in range(10)]] = 1000 - hits
+        return verdicts.best_recognised(matrices.tolist(), NAMES, "horse",
+                                        spread=spread).verdict
+
+    found = rates([verdict() for _ in range(2000)])
+    assert within_level(found[FAILS], 2000, ALPHA / 9)
+
+
+def test_measured_image_noise_gains_power_over_the_bound() -> None:
+    """Horse 4 points ahead in the population, 10 runs on the whole pool: the claim holds
+    far more often with the image noise measured than bounded (measured 69 % against
+    47 % over 1,000 studies; at 3 runs 21 % against 10 %)."""
+    rng = np.random.default_rng(32)
+    ahead = [.6, .6, .4, .3, .5, .4, .6, .84, .8, .6]
+    studies = [pool_predictions(rng, ahead, 10, 2.0) for _ in range(200)]
+    measured = rates([judged_on_pool(*s, measured=True) for s in studies])[HOLDS]
+    bounded = rates([judged_on_pool(*s, measured=False) for s in studies])[HOLDS]
+    assert measured > bounded + 0.1, (measured, bounded)
 
 
 def timing_rows(rng: np.random.Generator, n: int) -> list[dict]:

@@ -366,12 +366,34 @@ def reload_recorded(cfg: DataConfig, seed: int, record: dict[str, Any],
                     log: Log = print) -> Dataset:
     """The same data a run used: read from the location its record names, and refused
     (DataError) if the fingerprint no longer matches."""
+    data = load_dataset(_at_recorded_location(cfg, record), seed, log)
+    _check_fingerprint(data.record["fingerprint"], data.record["location"], record)
+    return data
+
+
+def reload_test_pool(cfg: DataConfig, record: dict[str, Any], most_bytes: int,
+                     log: Log = print) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every test image a run's splits draw from (standardized) and its label, from the
+    data its record names (DataError if the fingerprint no longer matches); None when
+    its standardized images would take more than ``most_bytes``."""
+    cfg = _at_recorded_location(cfg, record)
+    located = locate(cfg, log)
+    raw, _, fp = read_cached(located.path, cfg, log)
+    _check_fingerprint(fp, str(located.path.resolve()), record)
+    if raw.x_test.size * np.dtype(np.float32).itemsize > most_bytes:
+        return None
+    return standardize(np.asarray(raw.x_test)), np.asarray(raw.y_test)
+
+
+def _at_recorded_location(cfg: DataConfig, record: dict[str, Any]) -> DataConfig:
     import dataclasses
 
     if record.get("location") and Path(record["location"]).exists():
-        cfg = dataclasses.replace(cfg, path=record["location"])
-    data = load_dataset(cfg, seed, log)
-    if record.get("fingerprint") and data.record["fingerprint"] != record["fingerprint"]:
-        raise DataError(f"the data found now ({data.record['location']}) differs from the data "
+        return dataclasses.replace(cfg, path=record["location"])
+    return cfg
+
+
+def _check_fingerprint(found: str, location: str, record: dict[str, Any]) -> None:
+    if record.get("fingerprint") and found != record["fingerprint"]:
+        raise DataError(f"the data found now ({location}) differs from the data "
                         f"the run used; restore the original at {record.get('location')}")
-    return data

@@ -34,6 +34,7 @@ import yaml
 
 from cnnlab.data import dataset as data
 from cnnlab.errors import RunError
+from cnnlab.reproduce import pool as test_pool
 from cnnlab.reproduce import table1, verdicts
 from cnnlab.reproduce.sweeps import (
     BATCH_SIZE,
@@ -455,16 +456,25 @@ def claims(study: Study, root: Path, only: set[str] | None = None
                  "The grid search picks the report's best model", classes, alpha))]
     found += [(REGULARIZATION, check)
               for check in _regularization(regularization, epochs, alpha)]
-    matrices, names, pool = _confusions(root / BEST, only)
-    found += [(BEST, v) for v in _class_claims(matrices, names, pool, alpha)] if matrices else []
-    return found
+    return found + [(BEST, v) for v in _class_claims(root / BEST, only, alpha)]
 
 
-def _class_claims(matrices: list[list[list[int]]], names: list[str], pool: int | None,
-                  alpha: float) -> list[verdicts.Verdict]:
-    """Section 6's two claims on the best model's confusion matrices."""
-    return [verdicts.best_recognised(matrices, names, "horse", alpha, pool),
-            verdicts.most_confused(matrices, names, ("bird", "cat", "dog"), alpha, pool)]
+def _class_claims(sweep_dir: Path, only: set[str] | None, alpha: float
+                  ) -> list[verdicts.Verdict]:
+    """Section 6's two claims on the best model's runs: tested on the whole test pool
+    (:mod:`cnnlab.reproduce.pool`), else on each run's recorded confusion matrix."""
+    run_dirs, matrices, names, pool = _confusions(sweep_dir, only)
+    if not matrices:
+        return []
+    spread, on = None, "test set"
+    whole = test_pool.predict(run_dirs)
+    if whole is not None:
+        matrices, pool, on = whole.matrices(len(names)), None, (
+            f"the whole test pool, {len(whole.labels):,} images")
+        spread = verdicts.image_variances(whole.predicted, whole.labels, len(names))
+    return [verdicts.best_recognised(matrices, names, "horse", alpha, pool, spread, on),
+            verdicts.most_confused(matrices, names, ("bird", "cat", "dog"), alpha, pool,
+                                   spread, on)]
 
 
 def _regularization(rows: list[dict[str, Any]], epochs: int, alpha: float
@@ -499,20 +509,21 @@ def seeds_used(root: Path, name: str, wanted: Wanted | None = None) -> str:
 
 
 def _confusions(sweep_dir: Path, only: set[str] | None = None
-                ) -> tuple[list[list[list[int]]], list[str], int | None]:
-    """The test-set confusion matrix of each finished run (``only``: of those runs), the
+                ) -> tuple[list[Path], list[list[list[int]]], list[str], int | None]:
+    """The finished runs (``only``: of those), each one's test-set confusion matrix, the
     class names, and the test images the runs' test sets were drawn from (the fewest)."""
-    found, names, pools = [], [], []
+    runs, found, names, pools = [], [], [], []
     for path in sorted(sweep_dir.glob(f"*/{layout.METRICS_FILE}")):
         if only is not None and path.parent.name not in only:
             continue
         metrics = json.loads(path.read_text(encoding="utf-8"))
         if metrics.get("confusion_matrix") and layout.ranked_status(metrics.get("status")):
+            runs.append(path.parent)
             found.append(metrics["confusion_matrix"])
             names = metrics["data"]["class_names"]
             pools.append(metrics["data"].get("available", {}).get("test"))
     known = [p for p in pools if isinstance(p, int)]
-    return found, names, min(known) if len(known) == len(pools) and known else None
+    return runs, found, names, min(known) if len(known) == len(pools) and known else None
 
 
 def _repeats_text(study: Study) -> str:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from cnnlab.config.schema import config_from_dict
-from cnnlab.data.dataset import Dataset, reload_recorded
+from cnnlab.data.dataset import Dataset, reload_recorded, reload_test_pool
 from cnnlab.errors import RunError
 from cnnlab.runs.layout import (
     CONFIG_FILE,
@@ -142,6 +143,14 @@ def load_run_data(run: Run, log: Callable[[str], None] = print) -> Dataset:
     data found there now differs (by fingerprint)."""
     config = config_from_dict(run.config, str(run.path / CONFIG_FILE))
     return reload_recorded(config.data, config.seed, run.metrics.get("data", {}), log)
+
+
+def load_run_test_pool(run: Run, most_bytes: int, log: Callable[[str], None] = print
+                       ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Every test image a finished run's splits draw from, standardized, and its label
+    (None: more than ``most_bytes``); DataError if the data found now differs."""
+    config = config_from_dict(run.config, str(run.path / CONFIG_FILE))
+    return reload_test_pool(config.data, run.metrics.get("data", {}), most_bytes, log)
 
 
 def _mtime(path: Path) -> int | None:
