@@ -170,6 +170,20 @@ def test_class_claims_test_every_run_on_the_whole_pool(study) -> None:
     assert np.all((spread >= 0) & (spread <= 0.25))
 
 
+@pytest.mark.parametrize("damage", ["deleted", "garbage"])
+def test_class_claims_without_a_loadable_model_use_each_runs_own_test_set(
+        study, sample_archive: Path, cache_dir: Path, tmp_path: Path, damage: str) -> None:
+    """A best-model run whose kept model is gone or damaged: the class claims fall back to
+    each run's recorded confusion matrix, and say so, instead of failing the study."""
+    out = tmp_path / "study"
+    shutil.copytree(study[0], out)
+    model = sorted((out / "best-model").glob("*/model.keras"))[0]
+    model.unlink() if damage == "deleted" else model.write_bytes(b"not a model")
+    judged = [v for name, v in study_plan.claims(small_study(sample_archive, cache_dir), out)
+              if name == "best-model"]
+    assert [v.metric for v in judged] == ["per-class recall (test set)"] * 2
+
+
 def test_resume_keeps_every_finished_run(study, sample_archive: Path, cache_dir: Path) -> None:
     out, _ = study
     kept = (out / "depth" / "001-filters=8-r0" / "metrics.json").stat().st_mtime_ns
