@@ -22,7 +22,7 @@ from cnnlab.runs import load, storage
 from cnnlab.sweep import capacity, estimate
 from cnnlab.sweep import seeds as adaptive_seeds
 from cnnlab.sweep.runner import format_duration
-from cnnlab.sweep.spec import builtin_sweeps, minimum_runs
+from cnnlab.sweep.spec import Sweep, builtin_sweeps, minimum_runs
 
 TINY = ["--set", "data.train_size=100", "--set", "data.val_size=50", "--set",
         "data.test_size=50", "--set", "train.epochs=2", "--set", "train.verbose=0",
@@ -38,13 +38,13 @@ ARMS = {"batch-size": ("001-batch_size=1", "006-batch_size=32", "009-batch_size=
         "best-model": ("001-best",)}
 
 
-def small_study(sample_archive: Path, cache_dir: Path) -> study_plan.Study:
+def small_study(sample_archive: Path, cache_dir: Path, most: int = 2) -> study_plan.Study:
     """The study at the defaults' design (adaptive seeds, here held at 2 per arm: the
-    minimum pass, then the pass for open claims, which finds every arm at its maximum),
-    on tiny data, with the arms of :data:`ARMS`."""
+    minimum pass, then the pass for open claims, which finds every arm at its maximum;
+    ``most``: another maximum), on tiny data, with the arms of :data:`ARMS`."""
     overrides = [v for v in TINY if v != "--set"] + [f"data.path={sample_archive}",
                                                      f"data.cache_dir={cache_dir}"]
-    full = study_plan.plan(overrides, "auto", (2, 2), budget_s=1800)
+    full = study_plan.plan(overrides, "auto", (2, most), budget_s=1800)
     return dataclasses.replace(full, sweeps=tuple(
         dataclasses.replace(s, runs=tuple(r for r in s.runs if r.arm in ARMS[s.name]))
         for s in full.sweeps))
@@ -106,7 +106,7 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     for name, v in judged:  # a second pass's arms stop at the seeds it was given
         line = next(line for line in claims if v.claim in line)
         assert ("at the 2 seeds of its second pass" in line) == (
-            name in still and "max_repeats" in {
+            name in {*still, *study_plan.spare_claims(plan, out)} and "max_repeats" in {
                 r["stopped"] for r in storage.read_csv(out / name / "summary.csv")})
     assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
@@ -234,6 +234,36 @@ def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cac
     judged = dict((v.claim, v.verdict) for _, v in study_plan.claims(wider, out))
     assert judged["Three conv blocks do best"] == verdicts.HOLDS  # every run counted
     assert study_plan.open_claims(wider, out) == before and "depth" in before
+
+
+def test_the_budget_left_goes_to_claims_more_seeds_could_still_decide(
+        study, sample_archive: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """After the power-analysed second pass, the open claims it gave nothing that more
+    seeds could still decide get the maximum, cheapest first, each only if all its runs
+    fit in the budget left (judged on the minimum seeds, as the second pass)."""
+    out = tmp_path / "study"
+    shutil.copytree(study[0], out)
+    wider = small_study(sample_archive, cache_dir, most=4)
+    funded, spare = study_plan.open_claims(wider, out), study_plan.spare_claims(wider, out)
+    first = dict(study_plan.claims(wider, out, study_plan._minimum_ids(wider)))
+    assert spare and not set(spare) & set(funded)
+    assert all(first[name].verdict == verdicts.UNCLEAR and first[name].decidable
+               for name in spare)
+    sizes = [len(w.arms) if w.arms is not None else 1 for w in spare.values()]
+    assert sizes == sorted(sizes) and all(w.seeds == 4 for w in spare.values())
+    for budget, trained in ((10_000.0, list(spare)), (study_plan.spent(wider, out), [])):
+        given = dataclasses.replace(wider, budget_s=budget)
+        calls: list[str] = []
+        lines: list[str] = []
+
+        def run_one(sweep: Sweep, _title: str, _budget: float | None, calls=calls) -> None:
+            calls.append(sweep.name)
+
+        study_plan._with_the_budget_left(given, out, run_one, study_plan._OwnTime(given, out),
+                                         lines.append)
+        assert calls == trained, (calls, lines)
+        assert len([ln for ln in lines if "no more seeds for the open claims of" in ln]) == (
+            len(spare) - len(trained))
 
 
 def test_dry_run_lists_every_run_and_estimates_the_time(

@@ -185,6 +185,7 @@ def test_class_claims_say_whether_more_seeds_could_decide_them() -> None:
     tie = [.6, .6, .4, .3, .5, .4, .6, .8, .8, .6]
     shared = verdicts.best_recognised(confusions(rng, tie), NAMES, "horse")
     assert shared.verdict == UNCLEAR and shared.seeds_needed == math.inf
+    assert not shared.decidable
     noisy = [matrix for horse in (.95, .85) for matrix in confusions(
         rng, [.6, .6, .4, .3, .5, .4, .6, horse, .8, .6], runs=1)]  # 10 points ahead
     judged = verdicts.best_recognised(noisy, NAMES, "horse", pool=20_000)
@@ -192,6 +193,12 @@ def test_class_claims_say_whether_more_seeds_could_decide_them() -> None:
     deer_as_low = [.6, .6, .4, .3, .41, .4, .6, .8, .8, .6]
     confused = verdicts.most_confused(confusions(rng, deer_as_low), NAMES, ("bird", "cat", "dog"))
     assert confused.verdict == UNCLEAR and confused.seeds_needed == math.inf
+    assert not confused.decidable
+    # 3 points ahead on 1,000 shared images a class: no number of seeds gives 80 % power
+    # (the image noise alone), but with many the test would find it more often than not
+    lead = verdicts.best_recognised(confusions(np.random.default_rng(1), [
+        .6, .6, .4, .3, .5, .4, .6, .83, .8, .6], support=1000), NAMES, "horse")
+    assert lead.verdict == UNCLEAR and lead.seeds_needed == math.inf and lead.decidable
 
 
 @pytest.mark.parametrize(("gap", "most"), [(0.0, 0.05), (0.01, 0.2)])

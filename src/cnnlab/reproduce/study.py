@@ -271,21 +271,54 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
                 adaptive_seeds.MINIMUM_ONLY if adaptive else None)
     if adaptive:
         draw_figures(study, root, log)  # now, inside the budget: they need no more seeds
-        wanted = open_claims(study, root)
-        log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
-            + (f" ({', '.join(f'{n}: {w}' for n, w in wanted.items())}): more seeds for "
-               "the arms their tests still need" if wanted else ""))
-        for number, (name, want) in enumerate(wanted.items()):
-            own_time.save()
-            rest = {n: w.claims for n, w in list(wanted.items())[number:]}
-            run_one(study.second_pass(name, want), f"more seeds {number + 1}/{len(wanted)}",
-                    study.budget_of(name, root, rest))
+        _second_pass(study, root, run_one, own_time, log)
+        _with_the_budget_left(study, root, run_one, own_time, log)
     finish(study, root, log)
     if adaptive:
         own_time.save()
         log(f"reproduce: {sweep_runner.format_duration(spent(study, root))} spent in all, "
             f"budget {sweep_runner.format_duration(study.budget_s)}")
     return root
+
+
+RunOne = Callable[[Sweep, str, "float | None"], None]
+
+
+def _second_pass(study: Study, root: Path, run_one: RunOne, own_time: _OwnTime, log: Log
+                 ) -> None:
+    """More seeds for the claims still open that their power analyses say the maximum
+    would decide, within each sweep's share of the budget left."""
+    wanted = open_claims(study, root)
+    log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
+        + (f" ({', '.join(f'{n}: {w}' for n, w in wanted.items())}): more seeds for "
+           "the arms their tests still need" if wanted else ""))
+    for number, (name, want) in enumerate(wanted.items()):
+        own_time.save()
+        rest = {n: w.claims for n, w in list(wanted.items())[number:]}
+        run_one(study.second_pass(name, want), f"more seeds {number + 1}/{len(wanted)}",
+                study.budget_of(name, root, rest))
+
+
+def _with_the_budget_left(study: Study, root: Path, run_one: RunOne, own_time: _OwnTime,
+                          log: Log) -> None:
+    """The maximum seeds for the open claims more seeds could still decide but not with
+    80 % power (:func:`spare_claims`), cheapest first, each only if all its runs fit in
+    what is left of the budget (at its sweep's mean run time, one at a time)."""
+    for name, want in spare_claims(study, root).items():
+        own_time.save()
+        sweep_dir, sweep = root / name, study.second_pass(name, want)
+        todo = [r for r in adaptive_seeds.so_far(sweep, adaptive_seeds.progress(
+            sweep, sweep_dir)).runs if not storage.is_finished(sweep_dir / r.id)]
+        run_s = adaptive_seeds.run_seconds(sweep_dir, list(sweep.runs)) or 0.0
+        left = study.budget_s - spent(study, root)
+        if not todo:
+            continue
+        if len(todo) * run_s > left:
+            log(f"\nreproduce: no more seeds for the open claims of {name}: their "
+                f"{len(todo)} runs would take about {len(todo) * run_s:.0f} s, "
+                f"{max(0.0, left):.0f} s of the budget left")
+            continue
+        run_one(sweep, f"with the budget left ({want})", adaptive_seeds.spent(sweep_dir) + left)
 
 
 def finish(study: Study, root: Path, log: Log = print) -> None:
@@ -378,7 +411,8 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test, with
     the seeds its sweep's arms took."""
-    wanted = open_claims(study, root) if study.two_passes else {}
+    wanted = {**spare_claims(study, root), **open_claims(study, root)
+              } if study.two_passes else {}
     return [dataclasses.replace(v, seeds=seeds_used(root, name, wanted.get(name))
                                 + _needed_text(v)) for name, v in claims(study, root)]
 
@@ -429,6 +463,20 @@ def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
             seeds = min(design.max_repeats, max(design.min_repeats + 1, math.ceil(needed)))
             found[name] = found.get(name, Wanted(0, 0)).adding(seeds, v.arms)
     return {s.name: found[s.name] for s in study.sweeps if s.name in found}
+
+
+def spare_claims(study: Study, root: Path) -> dict[str, Wanted]:
+    """The sweeps of the claims still open after the minimum seeds that the power
+    analysis gives no seeds (:func:`open_claims`) but that more seeds could still decide
+    at all (:attr:`verdicts.Verdict.decidable`), cheapest first (fewest arms): the
+    maximum seeds for the arms their tests need, when the budget left allows."""
+    design, funded = study.sweeps[0].adaptive, open_claims(study, root)
+    found: dict[str, Wanted] = {}
+    for name, v in claims(study, root, _minimum_ids(study)):
+        if v.verdict == verdicts.UNCLEAR and v.decidable and name not in funded:
+            found[name] = found.get(name, Wanted(0, 0)).adding(design.max_repeats, v.arms)
+    return dict(sorted(found.items(), key=lambda item: len(
+        study.sweep(item[0]).arms if item[1].arms is None else item[1].arms)))
 
 
 def _minimum_ids(study: Study) -> set[str]:

@@ -22,6 +22,7 @@ from scipy import stats as scipy_stats
 from cnnlab.runs.layout import Outcome, ranked_status
 from cnnlab.sweep.stats import (
     ALPHA,
+    POWER,
     TESTED,
     arm_repeats,
     arm_values,
@@ -56,6 +57,10 @@ class Verdict:
     # the arms more seeds would serve while it is open: those of the comparisons its test
     # has not decided (None: every arm of its sweep)
     arms: tuple[str, ...] | None = None
+    # more seeds could decide it at all: with unlimited seeds its test would find the
+    # effect seen at least half the time (not: runs too short, an effect within the noise
+    # more seeds do not average out)
+    decidable: bool = True
 
 
 def mean_ci(row: dict[str, Any], metric: str) -> str:
@@ -218,7 +223,8 @@ def overfitting_seen(rows: Rows, arm_name: str, expected: bool, section: str, cl
     found, evidence = overfits(rows, arm_name, epochs, alpha)
     verdict = UNCLEAR if found is None else HOLDS if found == expected else FAILS
     return Verdict(section, claim, verdict, evidence, "over-fitting onset per run",
-                   seeds_needed=_never_if_short(epochs), arms=_named(rows, arm_name))
+                   seeds_needed=_never_if_short(epochs), arms=_named(rows, arm_name),
+                   decidable=not _too_short(epochs))
 
 
 def _named(rows: Rows, *arm_names: str) -> tuple[str, ...]:
@@ -255,7 +261,7 @@ def remedy(rows: Rows, arm_name: str, reference: str, section: str, claim: str,
         return Verdict(section, claim, UNCLEAR, evidence + f" ({reference} is not shown to "
                        "over-fit here, so a remedy cannot be judged)", metric,
                        seeds_needed=_never_if_short(epochs),
-                       arms=_named(rows, arm_name, reference))
+                       arms=_named(rows, arm_name, reference), decidable=not _too_short(epochs))
     outcome = compare(rise[arm_name], rise[reference], higher_is_better=False,
                       margin=RISE_MARGIN, alpha=alpha)
     if outcome == Outcome.BETTER and own is not True:
@@ -390,9 +396,9 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -found.mean[i])[:3]
     evidence = "mean recall, top 3: " + _recall_text(found, names, order)
-    verdict, needed = _ordered(found, [(me, i) for i in others], alpha)
+    verdict, needed, decidable = _ordered(found, [(me, i) for i in others], alpha)
     return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict, evidence,
-                   f"per-class recall ({on})", seeds_needed=needed)
+                   f"per-class recall ({on})", seeds_needed=needed, decidable=decidable)
 
 
 def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
@@ -408,32 +414,38 @@ def most_confused(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[s
     lowest = sorted(range(len(names)), key=lambda i: found.mean[i])[:len(claimed)]
     evidence = ("lowest mean recall: " + _recall_text(found, names, lowest)
                 + f"; most confused pair: {_top_pair(matrices, names, pool)}")
-    verdict, needed = _ordered(found, [(j, i) for i in mine for j in rest], alpha)
+    verdict, needed, decidable = _ordered(found, [(j, i) for i in mine for j in rest], alpha)
     return Verdict("6", f"{', '.join(claimed)} are the most confused classes", verdict,
-                   evidence, f"per-class recall ({on})", seeds_needed=needed)
+                   evidence, f"per-class recall ({on})", seeds_needed=needed,
+                   decidable=decidable)
 
 
 def _ordered(found: Recalls, pairs: Sequence[tuple[int, int]], alpha: float
-             ) -> tuple[str, float | None]:
+             ) -> tuple[str, float | None, bool]:
     """The verdict on "class ``a``'s recall is above ``b``'s" for every ``(a, b)`` of
     ``pairs``: holds when each is shown, does not hold when one is shown the other way
-    round (Bonferroni over the pairs); and, open, the seeds that would decide it
-    (inf where the pool's image noise alone keeps it open)."""
+    round (Bonferroni over the pairs); and, open, the seeds that would decide it (inf
+    where the pool's image noise alone keeps it open) and whether any number could."""
     if all(_above(found, a, b, alpha) for a, b in pairs):
-        return HOLDS, None
+        return HOLDS, None, True
     if any(_above(found, b, a, alpha / len(pairs)) for a, b in pairs):
-        return FAILS, None
-    holds = max(_seeds_above(found, a, b, alpha) for a, b in pairs)
-    return UNCLEAR, min(holds, *(_seeds_above(found, b, a, alpha / len(pairs))
-                                 for a, b in pairs))
+        return FAILS, None, True
+
+    def seeds(power: float) -> float:
+        holds = max(_seeds_above(found, a, b, alpha, power) for a, b in pairs)
+        return min(holds, *(_seeds_above(found, b, a, alpha / len(pairs), power)
+                            for a, b in pairs))
+
+    return UNCLEAR, seeds(POWER), seeds(0.5) < math.inf
 
 
-def _seeds_above(found: Recalls, a: int, b: int, level: float) -> float:
-    """Seeds at which :func:`_above` would show ``a`` above ``b`` with 80 % power, if
-    the mean difference and the runs' spread stay as seen."""
+def _seeds_above(found: Recalls, a: int, b: int, level: float, power: float) -> float:
+    """Seeds at which :func:`_above` would show ``a`` above ``b`` with ``power``, if the
+    mean difference and the runs' spread stay as seen."""
     weights = _difference(found, a, b)
     per_run, images = found.noise(weights)
-    return seeds_to_decide(float(found.mean @ weights), math.sqrt(per_run), level, images)
+    return seeds_to_decide(float(found.mean @ weights), math.sqrt(per_run), level, images,
+                           power)
 
 
 def _top_pair(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence[str],
