@@ -499,7 +499,8 @@ def _given_on_command_line(*names: str) -> list[str]:
               help="Seeds per arm of every study (s..s+N-1, each with its own split); auto: "
                    f"{MIN_REPEATS} each, then, for the claims still open, the seeds a power "
                    f"analysis of the first {MIN_REPEATS} asks for (none past "
-                   f"{STUDY_MAX_REPEATS}), for the arms their tests still need.")
+                   f"{STUDY_MAX_REPEATS}), for the arms their tests still need; with the "
+                   "budget left, the maximum for open claims more seeds could still decide.")
 @seed_options(most=STUDY_MAX_REPEATS)
 @click.option("--budget", default=None, metavar="DURATION",
               help="With --repeats auto: no round of extra seeds starts that would take the "

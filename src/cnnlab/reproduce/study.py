@@ -203,8 +203,9 @@ def dry_run(study: Study, log: Log = print, jobs: int | str = 1) -> None:
         log(f"budget: {sweep_runner.format_duration(study.budget_s)}; every sweep's minimum "
             "seeds first, then more seeds for the claims still not distinguishable, as "
             "many as a power analysis of the minimum seeds asks for (none past the "
-            "maximum), for the arms their tests still need, no run starting that would "
-            "pass the budget")
+            "maximum), for the arms their tests still need; then, with the budget left, the "
+            "maximum for open claims more seeds could still decide, cheapest first; no run "
+            "starting that would pass the budget")
 
 
 def study_folder(study: Study, out: str | Path | None, outputs_root: str | Path) -> Path:
