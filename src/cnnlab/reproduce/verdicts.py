@@ -395,7 +395,8 @@ def best_recognised(matrices: Sequence[Sequence[Sequence[int]]], names: Sequence
     found = recalls(matrices, pool, spread)
     me, others = names.index(claimed), [i for i in range(len(names)) if names[i] != claimed]
     order = sorted(range(len(names)), key=lambda i: -found.mean[i])[:3]
-    evidence = "mean recall, top 3: " + _recall_text(found, names, order)
+    evidence = "mean recall, top 3: " + _recall_text(found, names, order) + (
+        "" if me in order else f"; {_recall_text(found, names, [me])}")
     verdict, needed, decidable = _ordered(found, [(me, i) for i in others], alpha)
     return Verdict("6", f"{claimed.capitalize()}s are recognised best", verdict, evidence,
                    f"per-class recall ({on})", seeds_needed=needed, decidable=decidable)
