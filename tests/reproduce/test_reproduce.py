@@ -245,10 +245,10 @@ def test_the_budget_left_goes_to_claims_more_seeds_could_still_decide(
     shutil.copytree(study[0], out)
     wider = small_study(sample_archive, cache_dir, most=4)
     funded, spare = study_plan.open_claims(wider, out), study_plan.spare_claims(wider, out)
-    first = dict(study_plan.claims(wider, out, study_plan._minimum_ids(wider)))
+    first = study_plan.claims(wider, out, study_plan._minimum_ids(wider))
     assert spare and not set(spare) & set(funded)
-    assert all(first[name].verdict == verdicts.UNCLEAR and first[name].decidable
-               for name in spare)
+    assert set(spare) == {name for name, v in first if name not in funded
+                          and v.verdict == verdicts.UNCLEAR and v.decidable}
     sizes = [len(w.arms) if w.arms is not None else 1 for w in spare.values()]
     assert sizes == sorted(sizes) and all(w.seeds == 4 for w in spare.values())
     for budget, trained in ((10_000.0, list(spare)), (study_plan.spent(wider, out), [])):

@@ -15,7 +15,8 @@ analysis of the minimum seeds says would decide them (none where that is more th
 :data:`MAX_REPEATS`), for the arms of the comparisons their tests have not decided (the
 claims' own tests, not a race, choose the arms), within what is left of the budget
 (which counts the study's own steps too, :func:`spent`), shared out among the sweeps by
-their open claims.
+their open claims; last, the budget left gives the maximum to the open claims more seeds
+could still decide at all, cheapest first, each if all its runs fit.
 """
 
 from __future__ import annotations
@@ -422,8 +423,11 @@ def _needed_text(v: verdicts.Verdict) -> str:
     """What more seeds would do for an open claim, from its power analysis."""
     if v.verdict != verdicts.UNCLEAR or v.seeds_needed is None:
         return ""
-    if v.seeds_needed == math.inf:
+    if v.seeds_needed == math.inf and not v.decidable:
         return "; open: no number of seeds would decide it at the effect seen"
+    if v.seeds_needed == math.inf:
+        return ("; open: no number of seeds would decide it with 80 % power at the effect "
+                "seen, many more might")
     return (f"; open: about {v.seeds_needed:.0f} seeds per arm would decide it "
             f"(80 % power at the effect and spread seen)")
 
