@@ -28,6 +28,7 @@ import numpy as np
 
 from cnnlab.config.files import load_config
 from cnnlab.data import dataset
+from cnnlab.reproduce.verdicts import image_variance
 from cnnlab.runs import layout, load, storage
 
 DEPTH = ("002-filters=8_16", "003-filters=8_16_32")
@@ -49,17 +50,6 @@ def correct(run_dir: Path, images: np.ndarray, labels: np.ndarray) -> np.ndarray
     model = keras.models.load_model(run_dir / layout.MODEL_FILE, compile=False)
     predicted = np.argmax(model.predict(images, batch_size=1000, verbose=0), axis=1)
     return (predicted == labels).astype(float)
-
-
-def image_variance(values: np.ndarray) -> float:
-    """Variance over images of each image's expected value (runs x images of values),
-    without the runs' own noise around it nor their shifts of every image alike (two-way
-    analysis of variance without replication, as ``verdicts.image_variances``)."""
-    runs, images = values.shape
-    by_image, by_run = values.mean(axis=0), values.mean(axis=1)
-    residual = values - by_image[None, :] - by_run[:, None] + values.mean()
-    noise = float((residual ** 2).sum()) / ((runs - 1) * (images - 1))
-    return float(by_image.var(ddof=1)) - noise / runs
 
 
 def finished_runs(sweep_dir: Path, arm: str) -> dict[int, Path]:

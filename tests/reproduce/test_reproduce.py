@@ -92,7 +92,8 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     named = dict((v.claim, name) for name, v in study_plan.claims(plan, out))
     assert named["Three conv blocks do best"] == "depth"
     assert named["Horses are recognised best"] == "best-model"
-    still = list(study_plan.open_claims(plan, out))
+    funded, spare = study_plan.first_look(plan, out)
+    still = list(funded)
     unclear = {named[line.split(": ", 1)[1].split(" -- ")[0]] for line in claims
                if f"**{verdicts.UNCLEAR}**" in line}
     # only open claims that the maximum (here 2) would decide, by the power analysis of
@@ -106,7 +107,7 @@ def test_reproduce_runs_every_section_and_judges_every_claim(
     for name, v in judged:  # a second pass's arms stop at the seeds it was given
         line = next(line for line in claims if v.claim in line)
         assert ("at the 2 seeds of its second pass" in line) == (
-            name in {*still, *study_plan.spare_claims(plan, out)} and "max_repeats" in {
+            name in {*still, *spare} and "max_repeats" in {
                 r["stopped"] for r in storage.read_csv(out / name / "summary.csv")})
     assert "=== reproduce 6/6, the minimum seeds: sweep best-model ===" in output
     assert f"claims still not distinguishable in {len(still)} sweeps" in output
@@ -216,7 +217,7 @@ def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cac
     wider = dataclasses.replace(plan, sweeps=tuple(
         dataclasses.replace(s, adaptive=dataclasses.replace(s.adaptive, max_repeats=10))
         for s in plan.sweeps))
-    before = study_plan.open_claims(wider, out)
+    before = study_plan.first_look(wider, out)[0]
     depth = wider.second_pass("depth", before["depth"])  # its claim's arms, no race
     assert "003-filters=8_16_32" in before["depth"].arms
     assert (depth.adaptive.race, depth.adaptive.arms, depth.adaptive.max_repeats) == (
@@ -233,7 +234,7 @@ def test_the_first_look_ignores_the_extra_seeds(study, sample_archive: Path, cac
     storage.write_csv(results, rows, list(rows[0]))
     judged = dict((v.claim, v.verdict) for _, v in study_plan.claims(wider, out))
     assert judged["Three conv blocks do best"] == verdicts.HOLDS  # every run counted
-    assert study_plan.open_claims(wider, out) == before and "depth" in before
+    assert study_plan.first_look(wider, out)[0] == before and "depth" in before
 
 
 def test_the_budget_left_goes_to_claims_more_seeds_could_still_decide(
@@ -244,7 +245,7 @@ def test_the_budget_left_goes_to_claims_more_seeds_could_still_decide(
     out = tmp_path / "study"
     shutil.copytree(study[0], out)
     wider = small_study(sample_archive, cache_dir, most=4)
-    funded, spare = study_plan.open_claims(wider, out), study_plan.spare_claims(wider, out)
+    funded, spare = study_plan.first_look(wider, out)
     first = study_plan.claims(wider, out, study_plan._minimum_ids(wider))
     assert spare and not set(spare) & set(funded)
     assert set(spare) == {name for name, v in first if name not in funded
@@ -259,8 +260,8 @@ def test_the_budget_left_goes_to_claims_more_seeds_could_still_decide(
         def run_one(sweep: Sweep, _title: str, _budget: float | None, calls=calls) -> None:
             calls.append(sweep.name)
 
-        study_plan._with_the_budget_left(given, out, run_one, study_plan._OwnTime(given, out),
-                                         lines.append)
+        study_plan._with_the_budget_left(given, out, spare, run_one,
+                                         study_plan._OwnTime(given, out), lines.append)
         assert calls == trained, (calls, lines)
         assert len([ln for ln in lines if "no more seeds for the open claims of" in ln]) == (
             len(spare) - len(trained))

@@ -273,8 +273,9 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
                 adaptive_seeds.MINIMUM_ONLY if adaptive else None)
     if adaptive:
         draw_figures(study, root, log)  # now, inside the budget: they need no more seeds
-        _second_pass(study, root, run_one, own_time, log)
-        _with_the_budget_left(study, root, run_one, own_time, log)
+        funded, spare = first_look(study, root)
+        _second_pass(study, root, funded, run_one, own_time, log)
+        _with_the_budget_left(study, root, spare, run_one, own_time, log)
     finish(study, root, log)
     if adaptive:
         own_time.save()
@@ -286,11 +287,11 @@ def run(study: Study, out: str | Path | None = None, log: Log = print,
 RunOne = Callable[[Sweep, str, "float | None"], None]
 
 
-def _second_pass(study: Study, root: Path, run_one: RunOne, own_time: _OwnTime, log: Log
-                 ) -> None:
+def _second_pass(study: Study, root: Path, wanted: dict[str, Wanted], run_one: RunOne,
+                 own_time: _OwnTime, log: Log) -> None:
     """More seeds for the claims still open that their power analyses say the maximum
-    would decide, within each sweep's share of the budget left."""
-    wanted = open_claims(study, root)
+    would decide (``wanted``, :func:`first_look`), within each sweep's share of the
+    budget left."""
     log(f"\nreproduce: claims still not distinguishable in {len(wanted)} sweeps"
         + (f" ({', '.join(f'{n}: {w}' for n, w in wanted.items())}): more seeds for "
            "the arms their tests still need" if wanted else ""))
@@ -301,12 +302,12 @@ def _second_pass(study: Study, root: Path, run_one: RunOne, own_time: _OwnTime, 
                 study.budget_of(name, root, rest))
 
 
-def _with_the_budget_left(study: Study, root: Path, run_one: RunOne, own_time: _OwnTime,
-                          log: Log) -> None:
+def _with_the_budget_left(study: Study, root: Path, spare: dict[str, Wanted],
+                          run_one: RunOne, own_time: _OwnTime, log: Log) -> None:
     """The maximum seeds for the open claims more seeds could still decide but not with
-    80 % power (:func:`spare_claims`), cheapest first, each only if all its runs fit in
-    what is left of the budget (at its sweep's mean run time, one at a time)."""
-    for name, want in spare_claims(study, root).items():
+    80 % power (``spare``, :func:`first_look`), cheapest first, each only if all its runs
+    fit in what is left of the budget (at its sweep's mean run time, one at a time)."""
+    for name, want in spare.items():
         own_time.save()
         sweep_dir, sweep = root / name, study.second_pass(name, want)
         todo = [r for r in adaptive_seeds.so_far(sweep, adaptive_seeds.progress(
@@ -413,8 +414,8 @@ def _summary(root: Path, name: str) -> list[dict[str, Any]]:
 def judge(study: Study, root: Path) -> list[verdicts.Verdict]:
     """The verdict on each claim of the report that the study's numbers can test, with
     the seeds its sweep's arms took."""
-    wanted = {**spare_claims(study, root), **open_claims(study, root)
-              } if study.two_passes else {}
+    funded, spare = first_look(study, root) if study.two_passes else ({}, {})
+    wanted = {**spare, **funded}
     return [dataclasses.replace(v, seeds=seeds_used(root, name, wanted.get(name))
                                 + _needed_text(v)) for name, v in claims(study, root)]
 
@@ -443,9 +444,9 @@ class Wanted:
     arms: frozenset[str] | None = frozenset()
 
     def __str__(self) -> str:
-        count = 0 if self.arms is None else len(self.arms)
-        arms = "every arm" if self.arms is None else f"{count} arm{'s' * (count != 1)}"
-        return f"{self.seeds} seeds for {arms}"
+        if self.arms is None:
+            return f"{self.seeds} seeds for every arm"
+        return f"{self.seeds} seeds for {len(self.arms)} arm{'s' * (len(self.arms) != 1)}"
 
     def adding(self, seeds: int, arms: Iterable[str] | None) -> Wanted:
         """This and one more open claim, wanting ``seeds`` seeds for ``arms``."""
@@ -453,35 +454,33 @@ class Wanted:
         return Wanted(self.claims + 1, max(self.seeds, seeds), both)
 
 
-def open_claims(study: Study, root: Path) -> dict[str, Wanted]:
-    """The sweeps, in study order, whose claims more seeds may decide: the claims not
-    distinguishable after the minimum seeds (judged on those runs alone, so that a
-    resumed study decides the same) that a power analysis of those runs says the
-    maximum seeds would decide (:attr:`verdicts.Verdict.seeds_needed`; not: a near-tie,
-    runs too short to show over-fitting, class claims bounded by their test images), and
-    the arms those claims' tests still need (:attr:`verdicts.Verdict.arms`)."""
+def first_look(study: Study, root: Path) -> tuple[dict[str, Wanted], dict[str, Wanted]]:
+    """What the claims still not distinguishable after the minimum seeds get (judged on
+    those runs alone, so that a resumed study decides the same), by sweep, with the arms
+    their tests still need (:attr:`verdicts.Verdict.arms`):
+
+    - in study order, the claims a power analysis of those runs says the maximum would
+      decide (:attr:`verdicts.Verdict.seeds_needed`; not: a near-tie, runs too short to
+      show over-fitting, class claims bounded by their test images): the seeds it asks
+      for;
+    - cheapest first (fewest arms), in the other sweeps, the claims more seeds could still
+      decide at all (:attr:`verdicts.Verdict.decidable`): the maximum, when the budget
+      left allows."""
     design = study.sweeps[0].adaptive
+    judged = claims(study, root, _minimum_ids(study))
     found: dict[str, Wanted] = {}
-    for name, v in claims(study, root, _minimum_ids(study)):
+    for name, v in judged:
         needed = design.max_repeats if v.seeds_needed is None else v.seeds_needed
         if v.verdict == verdicts.UNCLEAR and needed <= design.max_repeats:
             seeds = min(design.max_repeats, max(design.min_repeats + 1, math.ceil(needed)))
             found[name] = found.get(name, Wanted(0, 0)).adding(seeds, v.arms)
-    return {s.name: found[s.name] for s in study.sweeps if s.name in found}
-
-
-def spare_claims(study: Study, root: Path) -> dict[str, Wanted]:
-    """The sweeps of the claims still open after the minimum seeds that the power
-    analysis gives no seeds (:func:`open_claims`) but that more seeds could still decide
-    at all (:attr:`verdicts.Verdict.decidable`), cheapest first (fewest arms): the
-    maximum seeds for the arms their tests need, when the budget left allows."""
-    design, funded = study.sweeps[0].adaptive, open_claims(study, root)
-    found: dict[str, Wanted] = {}
-    for name, v in claims(study, root, _minimum_ids(study)):
-        if v.verdict == verdicts.UNCLEAR and v.decidable and name not in funded:
-            found[name] = found.get(name, Wanted(0, 0)).adding(design.max_repeats, v.arms)
-    return dict(sorted(found.items(), key=lambda item: len(
-        study.sweep(item[0]).arms if item[1].arms is None else item[1].arms)))
+    spare: dict[str, Wanted] = {}
+    for name, v in judged:
+        if v.verdict == verdicts.UNCLEAR and v.decidable and name not in found:
+            spare[name] = spare.get(name, Wanted(0, 0)).adding(design.max_repeats, v.arms)
+    return ({s.name: found[s.name] for s in study.sweeps if s.name in found},
+            dict(sorted(spare.items(), key=lambda item: len(
+                study.sweep(item[0]).arms if item[1].arms is None else item[1].arms))))
 
 
 def _minimum_ids(study: Study) -> set[str]:

@@ -92,8 +92,7 @@ def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Ver
     """Test accuracy first rises, then falls as the batch grows: some inner batch size
     beats both ends (one-sided Welch, Bonferroni over the inner sizes); it does not hold
     when an end beats every inner size (Bonferroni over the two ends)."""
-    arms = _arms(rows, lambda r: int(r["train.batch_size"]), TESTED, classes)
-    names = {int(r["train.batch_size"]): r["arm"] for r in rows}
+    arms = _arms(rows, _batch, TESTED, classes)
     claim = "Accuracy first rises, then falls as the batch grows"
     if len(arms) < 3:
         return Verdict("3", claim, UNCLEAR, "fewer than 3 batch sizes finished")
@@ -113,7 +112,17 @@ def rises_then_falls(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Ver
                 for end in (first, last))
     served = (first, peak, last) if rises <= falls else sizes  # the cheaper route's arms
     return Verdict("3", claim, UNCLEAR, evidence, seeds_needed=min(rises, falls),
-                   arms=tuple(names[b] for b in served))
+                   arms=_batch_arms(rows, served))
+
+
+def _batch(row: dict[str, Any]) -> int:
+    return int(row["train.batch_size"])
+
+
+def _batch_arms(rows: Rows, sizes: Sequence[int]) -> tuple[str, ...]:
+    """The sweep's arms of batch sizes ``sizes``."""
+    names = {_batch(r): r["arm"] for r in rows}
+    return tuple(names[b] for b in sizes)
 
 
 def _seeds_to_beat(a: Sequence[float], b: Sequence[float], level: float) -> float:
@@ -133,8 +142,8 @@ def _beats(a: Sequence[float], b: Sequence[float], level: float) -> bool:
 def step_and_epoch_time(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> Verdict:
     """Step time grows with the batch, epoch time falls (smallest against largest batch,
     Welch's two-sided test on each; diverged runs left out)."""
-    step = _arms(rows, lambda r: int(r["train.batch_size"]), "ms_per_step", classes)
-    epoch = _arms(rows, lambda r: int(r["train.batch_size"]), "s_per_epoch", classes)
+    step = _arms(rows, _batch, "ms_per_step", classes)
+    epoch = _arms(rows, _batch, "s_per_epoch", classes)
     claim = "Step time grows with the batch size, epoch time falls"
     if len(step) < 2:
         return Verdict("3", claim, UNCLEAR, "fewer than 2 batch sizes finished",
@@ -146,9 +155,8 @@ def step_and_epoch_time(rows: Rows, classes: int = 10, alpha: float = ALPHA) -> 
                FAILS if Outcome.WORSE in (grows, falls) else UNCLEAR)
     evidence = (f"batch {small} → {large}: {_shown(step[small])} → {_shown(step[large])} "
                 f"ms/step, {_shown(epoch[small])} → {_shown(epoch[large])} s/epoch")
-    names = {int(r["train.batch_size"]): r["arm"] for r in rows}
     return Verdict("3", claim, verdict, evidence, "ms/step, s/epoch",
-                   arms=(names[small], names[large]))
+                   arms=_batch_arms(rows, (small, large)))
 
 
 def arm_is_best(rows: Rows, arm_matches: Callable[[dict[str, Any]], bool], section: str,
@@ -339,19 +347,28 @@ def image_variances(predicted: np.ndarray, labels: np.ndarray, classes: int) -> 
     analysis of variance without replication, so that neither the runs' own noise nor
     their shifts of a whole class count (unbiased); within 0 and the binomial bound
     p (1 - p), which it is with fewer than 2 runs."""
-    hits = (np.asarray(predicted) == np.asarray(labels)[None, :]).astype(float)
+    labels = np.asarray(labels)
+    hits = (np.asarray(predicted) == labels[None, :]).astype(float)
     found = np.empty(classes)
     for k in range(classes):
-        mine = hits[:, np.asarray(labels) == k]
+        mine = hits[:, labels == k]
         p = float(mine.mean()) if mine.size else 0.0
         found[k] = p * (1 - p)
-        runs, images = mine.shape
-        if runs >= 2 and images >= 2:
-            by_image, by_run = mine.mean(axis=0), mine.mean(axis=1)
-            residual = mine - by_image[None, :] - by_run[:, None] + p
-            noise = float((residual ** 2).sum()) / ((runs - 1) * (images - 1))
-            found[k] = min(found[k], max(0.0, float(by_image.var(ddof=1)) - noise / runs))
+        if min(mine.shape) >= 2:
+            found[k] = min(found[k], max(0.0, image_variance(mine)))
     return found
+
+
+def image_variance(values: np.ndarray) -> float:
+    """The variance over images of each image's expected value (runs x images, every
+    run on the same images, at least 2 of each), without the runs' own noise around it
+    nor their shifts of every image alike: a two-way analysis of variance without
+    replication (unbiased, so it can come out below 0)."""
+    runs, images = values.shape
+    by_image, by_run = values.mean(axis=0), values.mean(axis=1)
+    residual = values - by_image[None, :] - by_run[:, None] + values.mean()
+    noise = float((residual ** 2).sum()) / ((runs - 1) * (images - 1))
+    return float(by_image.var(ddof=1)) - noise / runs
 
 
 def _pool_scale(counts: np.ndarray, pool: int | None) -> float:
